@@ -1,0 +1,97 @@
+"""The per-host steps behind facts, plan, apply, audit and rollback.
+
+Data flows one way: facts (one round trip) -> plan (pure) -> apply (one round trip: the script
+re-reads, journals, applies and returns the new facts) -> report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from arpfix.model import HostResult
+from arpfix.platforms import get_platform
+from arpfix.settings import Host, Inventory
+from arpfix.transport import TransportOptions, make_transport
+
+
+@dataclass(frozen=True)
+class RunContext:
+    inventory: Inventory
+    transport_options: TransportOptions
+    show_script: bool = False
+
+
+def _gather(host: Host, ctx: RunContext) -> tuple[Any, Any, dict[str, Any]]:
+    platform = get_platform(host.platform)
+    transport = make_transport(host, ctx.transport_options)
+    raw = transport.run_script(platform.facts_script(host, ctx.inventory))
+    return platform, transport, platform.parse_facts(raw)
+
+
+def facts(host: Host, ctx: RunContext) -> HostResult:
+    platform, transport, host_facts = _gather(host, ctx)
+    transport.close()
+    return HostResult(host.name, host.platform, "ok", facts=host_facts)
+
+
+def plan(host: Host, ctx: RunContext) -> HostResult:
+    platform, transport, host_facts = _gather(host, ctx)
+    transport.close()
+    changes = platform.plan(host_facts, host, ctx.inventory)
+    result = HostResult(host.name, host.platform, "pending" if changes else "ok", changes=changes)
+    if ctx.show_script and changes:
+        result.script = platform.apply_script(host_facts, host, ctx.inventory, changes)
+    return result
+
+
+def apply(host: Host, ctx: RunContext) -> HostResult:
+    platform, transport, host_facts = _gather(host, ctx)
+    try:
+        changes = platform.plan(host_facts, host, ctx.inventory)
+        if not changes:
+            return HostResult(host.name, host.platform, "ok")
+        script = platform.apply_script(host_facts, host, ctx.inventory, changes)
+        raw = transport.run_script(script)
+        new_facts = platform.parse_facts(raw)
+        remaining = platform.plan(new_facts, host, ctx.inventory)
+        applied = raw.get("applied", [])
+        if remaining:
+            subjects = ", ".join(c.subject for c in remaining[:3])
+            return HostResult(
+                host.name, host.platform, "failed", changes=changes,
+                error=f"still pending after apply: {subjects}", extra={"applied": applied},
+            )
+        return HostResult(host.name, host.platform, "changed", changes=changes, extra={"applied": applied})
+    finally:
+        transport.close()
+
+
+def audit(host: Host, ctx: RunContext) -> HostResult:
+    platform, transport, host_facts = _gather(host, ctx)
+    transport.close()
+    findings = platform.audit(host_facts, host, ctx.inventory)
+    drift = any(not f.ok and f.severity == "error" for f in findings)
+    return HostResult(host.name, host.platform, "drift" if drift else "compliant", findings=findings)
+
+
+def rollback(host: Host, ctx: RunContext, *, dry_run: bool = False) -> HostResult:
+    platform, transport, host_facts = _gather(host, ctx)
+    try:
+        changes = platform.rollback_plan(host_facts, host)
+        if not changes:
+            return HostResult(host.name, host.platform, "ok")
+        script = platform.rollback_script(host_facts, host, changes)
+        if dry_run:
+            result = HostResult(host.name, host.platform, "pending", changes=changes)
+            if ctx.show_script:
+                result.script = script
+            return result
+        raw = transport.run_script(script)
+        left = raw.get("left", [])
+        return HostResult(
+            host.name, host.platform, "changed", changes=changes,
+            extra={"restored": raw.get("restored", []), "left": left},
+        )
+    finally:
+        transport.close()

@@ -1,0 +1,107 @@
+"""Typed, frozen inventory data: what the loader produces and everything else consumes."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Union
+
+from arpfix.secrets import SecretRef
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    user: str = "root"
+    port: int = 22
+    key_file: str | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    sudo: bool = False
+    password: SecretRef | None = None
+    passphrase: SecretRef | None = None
+    connect_timeout: float = 10.0
+    command_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class WinrmSettings:
+    scheme: str = "https"
+    port: int = 5986
+    auth: str = "ntlm"
+    user: str | None = None
+    password: SecretRef | None = None
+    ca_bundle: str | None = None
+    cert_validation: bool = True
+    cert_pem: str | None = None
+    cert_key_pem: str | None = None
+    connect_timeout: float = 10.0
+    operation_timeout: float = 120.0
+
+
+@dataclass(frozen=True)
+class Service:
+    protocol: str  # "tcp" | "udp"
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.protocol}/{self.port}"
+
+
+@dataclass(frozen=True)
+class Vip:
+    name: str
+    address: IPAddress
+    services: tuple[Service, ...]
+    real_servers: tuple[str, ...]  # resolved host names, in inventory order
+    affinity: str = "none"  # none | source-ip
+
+    @property
+    def family(self) -> int:
+        return self.address.version
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    platform: str  # "linux" | "windows"
+    address: IPAddress
+    connect: str  # what we connect to (name or address)
+    groups: tuple[str, ...] = ()
+    ssh: SshSettings = field(default_factory=SshSettings)
+    winrm: WinrmSettings = field(default_factory=WinrmSettings)
+    method: str = "loopback"  # linux: loopback | host-scope | dummy | redirect
+    nic: str | None = None  # linux interface / windows adapter name override
+    windows_profile: str = "loadbalancer.org"  # or "microsoft"
+    keep_bindings: tuple[str, ...] = ()
+    line: int = 0  # where the host is defined (for messages)
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    name: str
+    macs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    host: str
+    interface: str | None = None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: str
+    hosts: dict[str, Host]
+    groups: dict[str, tuple[str, ...]]  # group -> member host names (children expanded)
+    vips: tuple[Vip, ...]
+    load_balancer: LoadBalancer | None = None
+    agent: AgentSettings | None = None
+
+    def vips_for(self, host_name: str) -> tuple[Vip, ...]:
+        """The VIPs this host is a real server for (its desired state)."""
+        return tuple(v for v in self.vips if host_name in v.real_servers)
+
+    @property
+    def real_servers(self) -> list[str]:
+        return [name for name in self.hosts if self.vips_for(name)]

@@ -1,0 +1,43 @@
+"""Render the scripts that run remotely. Templates are dumb: values arrive validated and quoted.
+
+Inside templates, `| sh` and `| ps` are the only ways to put a value into shell or PowerShell code
+(they call arpfix.quoting); StrictUndefined turns a missing value into an error, not an empty word.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from arpfix.quoting import ps_quote, sh_quote
+
+
+def data_dir(name: str) -> Path:
+    """templates/ or inventory/: inside the installed package, else at the top of the checkout."""
+    packaged = Path(__file__).parent / "_data" / name
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / name
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["sh"] = sh_quote
+    env.filters["ps"] = ps_quote
+    return env
+
+
+def render(template: str, **values: Any) -> str:
+    """Render templates/<template> with values."""
+    return str(_environment().get_template(template).render(**values))
