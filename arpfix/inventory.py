@@ -678,8 +678,14 @@ def _agent(v: _Validator, raw: Any, hosts: dict[str, Host], raw_hosts: dict[Any,
 def _looks_like_ansible(path: str, data: Any) -> bool:
     if os.path.isdir(path):
         return True
-    if isinstance(data, dict):
-        return "all" in data or not any(key in TOP_KEYS for key in data)
+    if isinstance(data, dict) and data:
+        if "all" in data:
+            return True
+        # Ansible YAML: every top-level value is a group {hosts, children, vars}
+        return not any(key in TOP_KEYS for key in data) and all(
+            isinstance(value, dict) and value and set(value) <= {"hosts", "children", "vars"}
+            for value in data.values()
+        )
     return False
 
 

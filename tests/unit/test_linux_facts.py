@@ -1,0 +1,48 @@
+"""The pieces of the Linux facts parser that encode kernel and systemd rules."""
+
+from arpfix.platforms.linux import parse_facts, parse_sysctl_files, persisted_sysctls
+
+
+def test_effective_value_is_the_larger_of_all_and_the_interface():
+    facts = parse_facts({"sysctl4": {
+        "all": {"arp_ignore": "1", "arp_announce": "0", "rp_filter": "0"},
+        "eth0": {"arp_ignore": "0", "arp_announce": "2", "rp_filter": "1"},
+        "eth1": {"arp_ignore": "8", "arp_announce": "0", "rp_filter": "0"},
+    }})
+    assert facts["effective4"]["eth0"] == {"arp_ignore": 1, "arp_announce": 2, "rp_filter": 1}
+    assert facts["effective4"]["eth1"]["arp_ignore"] == 8
+
+
+def test_sysctl_file_lines_in_dotted_and_slashed_form():
+    text = (
+        "/etc/sysctl.d/10-a.conf:net.ipv4.conf.all.arp_ignore = 1\n"
+        "/etc/sysctl.conf:net/ipv4/conf/eth0.100/arp_announce=2\n"
+        "/etc/sysctl.d/20-b.conf:-net.ipv4.conf.eth0/100.arp_ignore = 2\n"
+    )
+    entries = parse_sysctl_files(text)
+    assert [(e["dev"], e["key"], e["value"]) for e in entries] == [
+        ("all", "arp_ignore", 1), ("eth0.100", "arp_announce", 2), ("eth0.100", "arp_ignore", 2)]
+
+
+def test_persisted_value_follows_systemd_sysctl_order():
+    text = (
+        "/usr/lib/sysctl.d/50-default.conf:net.ipv4.conf.all.arp_ignore = 0\n"
+        "/etc/sysctl.d/90-arpfix.conf:net.ipv4.conf.all.arp_ignore = 1\n"
+        "/run/sysctl.d/99-late.conf:net.ipv4.conf.all.arp_announce = 1\n"
+        "/usr/lib/sysctl.d/99-late.conf:net.ipv4.conf.all.arp_announce = 2\n"
+        "/etc/sysctl.conf:net.ipv4.conf.all.rp_filter = 2\n"
+    )
+    persisted = persisted_sysctls(parse_sysctl_files(text))
+    assert persisted[("ipv4", "all", "arp_ignore")] == (1, "/etc/sysctl.d/90-arpfix.conf")
+    # /run hides the same file name in /usr/lib
+    assert persisted[("ipv4", "all", "arp_announce")] == (1, "/run/sysctl.d/99-late.conf")
+    assert persisted[("ipv4", "all", "rp_filter")] == (2, "/etc/sysctl.conf")
+
+
+def test_journal_lines_that_do_not_parse_are_kept_as_corrupt():
+    import base64
+
+    journal = base64.b64encode(b'{"op": "sysctl", "key": "k", "prev": "0", "new": "1"}\n{broken\n').decode()
+    facts = parse_facts({"journal": journal})
+    assert facts["journal"][0]["op"] == "sysctl"
+    assert facts["journal"][1]["op"] == "corrupt"
