@@ -417,6 +417,120 @@ def rollback(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secret
     _finish(results, {"pending": Exit.PENDING} if dry_run else {})
 
 
+@cli.command(context_settings=CONTEXT)
+@inventory_options
+@connection_options
+@format_option("table", "json", "junit")
+@click.option("--probe-here", is_flag=True,
+              help="Run the probes in this process (arpfix runs on the agent host) instead of over SSH.")
+@verbosity_options
+def verify(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: bool, forks: int,
+           trust_on_first_use: bool, insecure: bool, output_format: str, probe_here: bool, verbose: int,
+           quiet: bool) -> None:
+    """Prove from the segment that every real server is DR-ready.
+
+    The audit of each server, plus probes from the inventory's agent host: who answers ARP for
+    each VIP, and a TCP SYN to VIP:port sent to each server's MAC exactly as the load balancer
+    sends it (must be answered by a SYN-ACK from the VIP). Exit 0 all verified, 4 any failed,
+    1 error.
+    """
+    from arpfix.model import HostResult
+    from arpfix.report import as_json, junit, paint, table, use_colour
+    from arpfix.verify import verify as run_verify
+
+    inv, hosts = _load(inventory_path, limit, allow_plaintext_secrets)
+    document = run_verify(inv, hosts, _context(inv, trust_on_first_use, insecure), forks=forks,
+                          progress=not quiet, probe_here=probe_here)
+    if output_format == "json":
+        _echo(as_json(document))
+    elif output_format == "junit":
+        results = [HostResult(h["name"], h["platform"], h["status"], error=h.get("error", ""),
+                              extra={"probes": h["probes"]}) for h in document["hosts"]]
+        _echo(junit(results, "arpfix verify"))
+    else:
+        colour = use_colour()
+        rows = []
+        for h in document["hosts"]:
+            if h.get("error"):
+                rows.append([h["name"], paint(h["status"], h["status"], colour), "-", "", h["error"]])
+            for p in h["probes"]:
+                rows.append([h["name"], paint(h["status"], h["status"], colour), p["probe"],
+                             "ok" if p["ok"] else "FAIL", p["detail"]])
+        _echo(table(rows, ["host", "status", "probe", "result", "detail"]))
+        replies = document["segment"]["arp_replies"]
+        if replies:
+            _echo("\nARP replies for the VIPs on the segment:\n" + table(
+                [[r["vip"], r["mac"], r["host"] or "unknown", "expected" if r["allowed"] else "LEAK"] for r in replies],
+                ["vip", "mac", "owner", ""]))
+        if document["segment"].get("error"):
+            _echo(f"probes: {document['segment']['error']}")
+    statuses = {h["status"] for h in document["hosts"]}
+    if "error" in statuses or document["segment"].get("error"):
+        raise SystemExit(Exit.FAILED)
+    if "failed" in statuses or document["segment"]["unknown_answers"]:
+        raise SystemExit(Exit.VERIFY_FAILED)
+    raise SystemExit(Exit.OK)
+
+
+@cli.group(context_settings=CONTEXT)
+def probe() -> None:
+    """Low-level segment probes (raw sockets, root, run on a host of the segment)."""
+
+
+@probe.command("arp")
+@click.option("--interface", "-I", required=True, help="Segment interface to probe from.")
+@click.option("--window", default=1.5, show_default=True, type=click.FloatRange(0.1, 30), help="Seconds to listen.")
+@click.argument("vip")
+def probe_arp(interface: str, window: float, vip: str) -> None:
+    """Ask who-has VIP and list every MAC that answers (exit 0 if none or all listed)."""
+    from arpfix.probe.segment import arp_probe
+
+    _require_ipv4(vip)
+    try:
+        replies = arp_probe(interface, vip, window)
+    except OSError as exc:
+        raise ArpfixError(f"arp probe on {interface}: {exc.strerror or exc}") from None
+    for reply in replies:
+        click.echo(f"{vip} is-at {reply['mac']}")
+    if not replies:
+        click.echo(f"{vip}: no ARP reply within {window:g}s")
+
+
+@probe.command("dr")
+@click.option("--interface", "-I", required=True, help="Segment interface to probe from.")
+@click.option("--mac", required=True, help="The real server's MAC (where the load balancer sends).")
+@click.option("--server-ip", required=True, help="The real server's own address (to spot replies from it).")
+@click.option("--port", required=True, type=click.IntRange(1, 65535), help="Service port (TCP).")
+@click.option("--timeout", default=1.5, show_default=True, type=click.FloatRange(0.1, 30))
+@click.argument("vip")
+def probe_dr(interface: str, mac: str, server_ip: str, port: int, timeout: float, vip: str) -> None:
+    """Send a SYN to VIP:PORT to the server's MAC; pass on a SYN-ACK from the VIP (exit 4 otherwise)."""
+    from arpfix.inventory import MAC
+    from arpfix.probe.segment import dr_probe
+
+    _require_ipv4(vip)
+    _require_ipv4(server_ip)
+    if not MAC.match(mac):
+        raise click.BadParameter(f"invalid MAC {mac!r}", param_hint="--mac")
+    try:
+        outcome = dr_probe(interface, vip, mac.lower(), server_ip, port, timeout)
+    except OSError as exc:
+        raise ArpfixError(f"dr probe on {interface}: {exc.strerror or exc}") from None
+    click.echo(("ok: " if outcome["ok"] else "FAIL: ") + outcome["detail"])
+    raise SystemExit(Exit.OK if outcome["ok"] else Exit.VERIFY_FAILED)
+
+
+def _require_ipv4(text: str) -> None:
+    import ipaddress
+
+    try:
+        if ipaddress.ip_address(text).version == 4:
+            return
+    except ValueError:
+        pass
+    raise click.BadParameter(f"{text!r} is not an IPv4 address (the probes speak IPv4)")
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> None:

@@ -88,7 +88,8 @@ def rollback(host: Host, ctx: RunContext, *, dry_run: bool = False) -> HostResul
                 result.script = script
             return result
         raw = transport.run_script(script)
-        left = raw.get("left", [])
+        kept = [f"{c.subject}: {c.detail}" for c in changes if c.action == "keep"]
+        left = kept + list(raw.get("left", []))
         return HostResult(
             host.name, host.platform, "changed", changes=changes,
             extra={"restored": raw.get("restored", []), "left": left},
