@@ -102,6 +102,11 @@ def run_demo(name: str, hosts: int, keep: bool) -> None:
             raise click.ClickException(f"servers still answer ARP for the VIP: {', '.join(leaking)}")
         story.ok("no real server answers ARP for the VIP any more")
 
+        story.chapter("Verify from the segment", """
+            From the agent host, over SSH: who answers ARP for the VIP, and a TCP SYN to VIP:port sent
+            to each server's MAC exactly as a DR load balancer sends it: each must answer from the VIP.""")
+        story.arpfix("verify", "-i", inventory, "-q")
+
         story.chapter("Apply again", "Idempotent: the second run changes nothing and says so.")
         story.arpfix("apply", "-i", inventory, "--yes", "-q")
 

@@ -1,0 +1,30 @@
+"""The README's first command: the demo completes on a fresh lab and leaves nothing behind."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+
+def test_demo_tells_the_whole_story_and_cleans_up(lab_factory):
+    lab_factory  # noqa: B018 - the fixture's skip logic applies (root, namespaces, sshd)
+    name = "d" + secrets.token_hex(3)
+    try:
+        result = subprocess.run([sys.executable, "-m", "arpfix.cli", "lab", "demo", "--name", name],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+        out = result.stdout
+        for chapter in ("Audit the unprepared servers", "The ARP problem, live", "Plan", "Apply",
+                        "Verify from the segment", "Roll back", "Tear down", "Demo complete"):
+            assert chapter in out
+        assert "a real server answers ARP for the VIP" in out
+        assert "no real server answers ARP for the VIP any more" in out
+        assert "verified" in out and "FAIL" not in out
+    finally:
+        subprocess.run([sys.executable, "-m", "arpfix.cli", "lab", "down", "--name", name], capture_output=True)
+    assert name not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
