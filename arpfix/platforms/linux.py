@@ -97,8 +97,25 @@ def persisted_sysctls(entries: list[dict[str, Any]]) -> dict[tuple[str, str, str
     return result
 
 
+def parse_sysctl_values(text: str) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """`grep -H .` lines `/proc/sys/net/ipv4/conf/DEV/KEY:VALUE` -> (ipv4 {dev: {key: v}}, ipv6 ...)."""
+    tables: dict[str, dict[str, dict[str, Any]]] = {"ipv4": {}, "ipv6": {}}
+    for line in text.splitlines():
+        path, _, value = line.rpartition(":")
+        parts = path.split("/")
+        if len(parts) != 8 or parts[:4] != ["", "proc", "sys", "net"] or parts[5] != "conf":
+            continue
+        family, dev, key = parts[4], parts[6], parts[7]
+        if family in tables:
+            tables[family].setdefault(dev, {})[key] = value.strip()
+    return tables["ipv4"], tables["ipv6"]
+
+
 def parse_facts(raw: dict[str, Any]) -> dict[str, Any]:
     """Normalise the facts script's JSON into the shape plan and audit read."""
+    if "sysctl_values" in raw:
+        raw = {**raw}
+        raw["sysctl4"], raw["sysctl6"] = parse_sysctl_values(raw["sysctl_values"])
     interfaces: dict[str, dict[str, Any]] = {}
     for link in raw.get("addresses", []) or []:
         addrs = []

@@ -37,11 +37,14 @@ def test_wheel_installs_into_a_fresh_venv_and_renders_a_template(tmp_path):
         "print(t.render('linux/facts.sh.j2', embedded=False)[:200]);"
         "import os; print(sorted(os.listdir(t.data_dir('inventory'))))"
     )
-    out = subprocess.run(
+    result = subprocess.run(
         [str(python), "-c", script, str(Path(jinja2.__file__).parents[1]), str(Path(markupsafe.__file__).parents[1]),
          str(fresh)],
-        check=True, capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-    ).stdout
+        capture_output=True, text=True, cwd=str(tmp_path),
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
     assert f"{fresh}" in out.splitlines()[0] and "_data/templates" in out.splitlines()[0]
     assert "emit_facts" in out
     assert "sharescan.yml" in out
