@@ -34,7 +34,7 @@ def test_wheel_installs_into_a_fresh_venv_and_renders_a_template(tmp_path):
         "import arpfix, arpfix.templating as t;"
         "assert arpfix.__file__.startswith(sys.argv[3]), arpfix.__file__;"
         "print(t.data_dir('templates'));"
-        "print(t.render('linux/facts.sh.j2', embedded=False)[:200]);"
+        "print('renders', 'emit_facts()' in t.render('linux/facts.sh.j2', embedded=False));"
         "import os; print(sorted(os.listdir(t.data_dir('inventory'))))"
     )
     result = subprocess.run(
@@ -46,5 +46,5 @@ def test_wheel_installs_into_a_fresh_venv_and_renders_a_template(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert f"{fresh}" in out.splitlines()[0] and "_data/templates" in out.splitlines()[0]
-    assert "emit_facts" in out
+    assert "renders True" in out
     assert "sharescan.yml" in out
