@@ -522,6 +522,15 @@ def rollback_steps(facts: dict[str, Any]) -> list[tuple[Change, Step | None]]:
     return out
 
 
+def _step_delay() -> str:
+    """ARPFIX_STEP_DELAY=SECONDS: pause between remote steps (slow motion, for fault drills)."""
+    import os
+    import re
+
+    value = os.environ.get("ARPFIX_STEP_DELAY", "")
+    return value if re.fullmatch(r"\d{1,2}(\.\d{1,3})?", value) else ""
+
+
 class LinuxPlatform:
     name = "linux"
 
@@ -546,11 +555,12 @@ class LinuxPlatform:
             raise TransportError(f"{host.name}: {blocked[0].subject}: {blocked[0].detail}")
         wanted = set(changes)
         steps = [step for change, step in pairs if change in wanted and step is not None]
-        return render("linux/apply.sh.j2", steps=steps, version=__version__, lock_wait=30)
+        return render("linux/apply.sh.j2", steps=steps, version=__version__, lock_wait=30, step_delay=_step_delay())
 
     def rollback_plan(self, facts: dict[str, Any], host: Host) -> list[Change]:
         return [change for change, _ in rollback_steps(facts)]
 
     def rollback_script(self, facts: dict[str, Any], host: Host, changes: list[Change]) -> str:
         steps = [step for _, step in rollback_steps(facts) if step is not None]
-        return render("linux/rollback.sh.j2", steps=steps, version=__version__, lock_wait=30)
+        return render("linux/rollback.sh.j2", steps=steps, version=__version__, lock_wait=30,
+                      step_delay=_step_delay())

@@ -60,6 +60,7 @@ class SshTransport:
         self.settings = host.ssh
         self.trust_on_first_use = trust_on_first_use
         self.client: paramiko.SSHClient | None = None
+        self.empty_answers = 0
 
     # -- connection --------------------------------------------------------------------------
     def _connect(self) -> paramiko.SSHClient:
@@ -180,6 +181,12 @@ class SshTransport:
 
     def run_script(self, script: str, *, timeout: float | None = None) -> dict[str, Any]:
         out, err, exit_code = self.run_raw(script, timeout=timeout)
+        if exit_code == 0 and not out.strip() and not err.strip():
+            # Every arpfix script prints one JSON line; a silent success means the shell never read
+            # the script (seen rarely on freshly started, heavily loaded sshds). The scripts re-read
+            # state and are idempotent, so running it again on a new channel is safe.
+            self.empty_answers += 1
+            out, err, exit_code = self.run_raw(script, timeout=timeout)
         return parse_json_output(self.host.name, out, redact(err), exit_code)
 
     def close(self) -> None:

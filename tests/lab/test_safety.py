@@ -87,12 +87,12 @@ def test_hostile_values_in_every_template_argument_stay_literal(lab, value):
              Step("add_addr", (value, "10.255.255.1/32", value, "host")),
              Step("write_file", (f"/tmp/arpfix-literal-{len(value)}", "aGVsbG8=", "600", value))]
     for step in steps:
-        script = render("linux/apply.sh.j2", steps=[step], version=value, lock_wait=5)
+        script = render("linux/apply.sh.j2", steps=[step], version=value, lock_wait=5, step_delay="")
         lab.exec("rs1", ["sh", "-c", script], check=False)
         rollback = render("linux/rollback.sh.j2", steps=[Step("restore_sysctl", (value, value, value)),
                                                          Step("del_addr", (value, value)),
                                                          Step("restore_file", (value, value, value))],
-                          version=value, lock_wait=5)
+                          version=value, lock_wait=5, step_delay="")
         lab.exec("rs1", ["sh", "-c", rollback], check=False)
     assert lab.exec("rs1", ["sh", "-c", "ls /tmp/arpfix-pwned 2>/dev/null; true"]).stdout == ""
     assert not os.path.exists("/tmp/arpfix-pwned")

@@ -1,0 +1,133 @@
+"""User-space fallback data plane: an AF_PACKET socket that rewrites both MACs and sends back out.
+
+For kernels without nftables `fwd` (or for diagnosis). Same slot scheduling as the nft data plane,
+but its own hash (CRC-32 of the flow key), so flows do not keep their server across a switch of
+data plane. The socket uses PACKET_VNET_HDR, so checksum-offload and GSO frames pass through
+intact (the kernel finishes them on send). The agent's own kernel would also see the frames and
+answer SYNs for the VIP with RSTs: the ruleset in afpacket mode drops the service traffic at
+netdev ingress, which runs after packet taps, so this socket still gets its copy.
+No per-flow pinning here: a drain moves the drained server's open flows.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import zlib
+from dataclasses import dataclass
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_VNET_HDR = 15
+PACKET_IGNORE_OUTGOING = 23
+VNET = 10  # sizeof(struct virtio_net_hdr)
+
+
+@dataclass(frozen=True)
+class Listener:
+    vip: int  # index
+    address: bytes
+    protocol: int  # 6 | 17
+    port: int
+    affinity: bool
+
+
+class Forwarder(threading.Thread):
+    def __init__(self, ifname: str, agent_mac: str, listeners: list[Listener], names: dict[bytes, str]):
+        super().__init__(name="arpfix-afpacket", daemon=True)
+        self.ifname = ifname
+        self.agent_mac = bytes(int(p, 16) for p in agent_mac.split(":"))
+        self.match = {(item.address, item.protocol, item.port): item for item in listeners}
+        self.names = dict(names)  # MAC -> server name, for counters
+        self.tables: dict[int, list[bytes | None]] = {}
+        self.counters: dict[str, list[int]] = {}
+        self.stop_event = threading.Event()
+        self.error: str = ""
+
+    def set_table(self, vip: int, macs: list[str | None]) -> None:
+        self.tables[vip] = [bytes(int(p, 16) for p in m.split(":")) if m else None for m in macs]
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> None:
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+            try:
+                sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            except OSError:
+                pass
+            sock.bind((self.ifname, ETH_P_ALL))
+            sock.settimeout(0.2)
+        except OSError as exc:
+            self.error = f"cannot open AF_PACKET socket on {self.ifname}: {exc}"
+            return
+        with sock:
+            self._loop(sock)
+
+    def _loop(self, sock: socket.socket) -> None:
+        buf = bytearray(65536 + VNET + 64)
+        view = memoryview(buf)
+        own = self.agent_mac
+        match, tables, counters, names = self.match, self.tables, self.counters, self.names
+        while not self.stop_event.is_set():
+            try:
+                n = sock.recv_into(buf)
+            except TimeoutError:
+                continue
+            except OSError:
+                continue
+            e = VNET
+            if n < e + 34 or buf[e:e + 6] != own:
+                continue
+            ethertype = buf[e + 12:e + 14]
+            if ethertype == b"\x08\x00":
+                ip = e + 14
+                ihl = (buf[ip] & 0x0F) * 4
+                proto = buf[ip + 9]
+                src = bytes(buf[ip + 12:ip + 16])
+                dst = bytes(buf[ip + 16:ip + 20])
+                l4 = ip + ihl
+            elif ethertype == b"\x86\xdd":
+                ip = e + 14
+                proto = buf[ip + 6]
+                src = bytes(buf[ip + 8:ip + 24])
+                dst = bytes(buf[ip + 24:ip + 40])
+                l4 = ip + 40
+            else:
+                continue
+            if n < l4 + 4:
+                continue
+            item = match.get((dst, proto, (buf[l4 + 2] << 8) | buf[l4 + 3]))
+            if item is None:
+                continue
+            table = tables.get(item.vip)
+            if not table:
+                continue
+            key = src if item.affinity else src + bytes(buf[l4:l4 + 2])
+            mac = table[zlib.crc32(key) & 0xFF]
+            if mac is None:
+                continue
+            buf[e:e + 6] = mac
+            buf[e + 6:e + 12] = own
+            try:
+                sock.send(view[:n])
+            except OSError:
+                continue
+            counter = counters.get(names.get(mac, "?") + f"/{item.vip}")
+            if counter is None:
+                counter = counters[names.get(mac, "?") + f"/{item.vip}"] = [0, 0]
+            counter[0] += 1
+            counter[1] += n - VNET
+
+
+def listeners(vips: list[tuple[int, str, list[tuple[str, int]], str]]) -> list[Listener]:
+    """(index, address, [(protocol, port)], affinity) per VIP -> match entries."""
+    found = []
+    for index, address, services, affinity in vips:
+        packed = ipaddress.ip_address(address).packed
+        for protocol, port in services:
+            found.append(Listener(index, packed, 6 if protocol == "tcp" else 17, port, affinity == "source-ip"))
+    return found

@@ -1,0 +1,78 @@
+"""`arpfix agent ...`: run the DR forwarding agent, show its status, drain a server."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import click
+
+from arpfix.errors import ArpfixError, UsageError
+
+STATE_DIR = click.option("--state-dir", default=None, envvar="ARPFIX_AGENT_STATE_DIR",
+                         help="Where the running agent keeps its state (default /run/arpfix-agent).")
+
+
+@click.group("agent")
+def agent() -> None:
+    """Run the bundled DR-mode forwarding agent (labs, pre-go-live proofs, probes)."""
+
+
+@agent.command("run")
+@click.option("-i", "--inventory", "inventory", required=True, help="Inventory file.")
+@click.option("--agent", "agent_name", default=None, help="Agent host (default: the inventory's agent.host).")
+@click.option("--dataplane", type=click.Choice(["auto", "nft", "afpacket"]), default="auto", show_default=True)
+@click.option("--probe-only", is_flag=True, help="Probe VIPs and servers, report, change nothing.")
+@click.option("--force-claim", is_flag=True, help="Claim a VIP even when another MAC already answers for it.")
+@click.option("--interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True,
+              help="Seconds between health checks.")
+@click.option("--rise", type=click.IntRange(1, 100), default=2, show_default=True)
+@click.option("--fall", type=click.IntRange(1, 100), default=2, show_default=True)
+@click.option("--check-port", type=click.IntRange(1, 65535), default=None,
+              help="Health-check this TCP port instead of each service port.")
+@STATE_DIR
+def run(inventory: str, agent_name: str | None, dataplane: str, probe_only: bool, force_claim: bool,
+        interval: float, rise: int, fall: int, check_port: int | None, state_dir: str | None) -> None:
+    """Forward the inventory's VIPs to their real servers until SIGTERM/SIGINT."""
+    from arpfix.agent.runner import Agent
+
+    if os.geteuid() != 0:
+        raise UsageError("the agent needs root (nftables, raw sockets, addresses)")
+    code = Agent(inventory, agent_name, dataplane, probe_only, force_claim, state_dir, interval, rise, fall,
+                 check_port).run()
+    raise SystemExit(code)
+
+
+@agent.command("status")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@STATE_DIR
+def status(fmt: str, state_dir: str | None) -> None:
+    """Health, weight, slots and forwarded packets per VIP and server."""
+    from arpfix.agent import status as st
+    from arpfix.agent.runner import state_dir as default_dir
+
+    click.echo(st.render(st.collect(st.state_path(default_dir(state_dir))), fmt))
+
+
+@agent.command("drain")
+@click.argument("server")
+@click.option("--undo", is_flag=True, help="Give the server new flows again.")
+@STATE_DIR
+def drain(server: str, undo: bool, state_dir: str | None) -> None:
+    """No new flows to SERVER; its open flows stay on it."""
+    from arpfix.agent.runner import pid_alive, read_json, write_json
+    from arpfix.agent.runner import state_dir as default_dir
+
+    directory = default_dir(state_dir)
+    state = read_json(os.path.join(directory, "agent.json"))
+    if not state or not pid_alive(int(state.get("pid", 0))):
+        raise ArpfixError(f"no running agent (state dir {directory})")
+    known = {s["name"] for v in state.get("vips", []) for s in v["servers"]}
+    if server not in known:
+        raise UsageError(f"{server!r} is not a real server of the running agent ({', '.join(sorted(known))})")
+    control_file = os.path.join(directory, "control.json")
+    drained = set((read_json(control_file) or {}).get("drained", []))
+    drained = drained - {server} if undo else drained | {server}
+    write_json(control_file, {"drained": sorted(drained)})
+    os.kill(int(state["pid"]), signal.SIGUSR1)
+    click.echo(f"{'undrained' if undo else 'drained'} {server}")

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Benchmark the agent's data planes against the client talking to the server directly.
+
+Builds a private namespace segment (tests/lab/agent_topology.py: client, agent, one prepared real
+server), then measures, in the same run, medians of REPEAT runs:
+  - TCP throughput (iperf3),
+  - 64-byte UDP packets/s received by the server (iperf3 -u -l 64 -b 0),
+  - TCP connections/s (Python clients against the server's one-line service),
+for: client -> RIP directly, client -> VIP through the nft agent, through the afpacket agent.
+Also the CPU the run cost: system-wide busy and softirq share (the nft data plane runs in
+softirq), and the agent process's own CPU (the afpacket forwarder runs there).
+Prints figures; not a test. Needs root. Everything is removed at the end.
+
+Usage: python bench/agent_bench.py [--repeat 3] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "lab"))
+import agent_topology as t
+
+METRICS = ("tcp_bps", "udp_pps", "conn_s")
+CONNS = r"""
+import socket, sys, time, os
+from multiprocessing import Pool
+target, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+def work(k):
+    n = 0
+    end = time.time() + seconds
+    while time.time() < end:
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        s.settimeout(2)
+        try:
+            s.connect((target, port)); s.recv(100); n += 1
+        except OSError:
+            pass
+        s.close()
+    return n
+with Pool(4) as p:
+    print(sum(p.map(work, range(4))) / seconds)
+"""
+
+
+def cpu_sample() -> tuple[int, int, int]:
+    with open("/proc/stat") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:]]
+    total = sum(fields[:8])
+    idle = fields[3] + fields[4]
+    return total, total - idle, fields[6]  # total, busy, softirq
+
+
+def proc_cpu(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            parts = handle.read().rsplit(")", 1)[1].split()
+        return int(parts[11]) + int(parts[12])
+    except OSError:
+        return 0
+
+
+class Bench:
+    def __init__(self, topo: t.Topology, seconds: float, repeat: int):
+        self.topo, self.seconds, self.repeat = topo, seconds, repeat
+        self.agent_pid = 0
+
+    def iperf(self, target: str, port: int, udp: bool) -> float:
+        args = ["iperf3", "-c", target, "-p", str(port), "-t", str(self.seconds), "-J"]
+        if udp:
+            args += ["-u", "-l", "64", "-b", "0"]
+        out = t.run(*args, ns=self.topo.client, check=False, timeout=self.seconds + 20)
+        data = json.loads(out.stdout or "{}")
+        end = data.get("end", {})
+        if udp:
+            s = end.get("sum", {})
+            return (s.get("packets", 0) - s.get("lost_packets", 0)) / max(s.get("seconds", self.seconds), 1e-9)
+        return end.get("sum_received", {}).get("bits_per_second", 0.0)
+
+    def conns(self, target: str) -> float:
+        out = t.run(sys.executable, "-c", CONNS, target, "80", str(self.seconds), ns=self.topo.client,
+                    timeout=self.seconds + 30)
+        return float(out.stdout.strip())
+
+    def one(self, metric: str, target: str, port: int) -> tuple[float, float, float, float]:
+        """(value, busy %, softirq %, agent process CPU % of one core) for one run."""
+        c0, a0, tic = cpu_sample(), proc_cpu(self.agent_pid), time.time()
+        if metric == "conn_s":
+            value = self.conns(target)
+        else:
+            value = self.iperf(target, port, metric == "udp_pps")
+        c1, a1, elapsed = cpu_sample(), proc_cpu(self.agent_pid), time.time() - tic
+        total = max(c1[0] - c0[0], 1)
+        agent = 100.0 * (a1 - a0) / os.sysconf("SC_CLK_TCK") / elapsed if self.agent_pid else 0.0
+        return value, 100.0 * (c1[1] - c0[1]) / total, 100.0 * (c1[2] - c0[2]) / total, agent
+
+    def compare(self, label: str, results: dict[str, dict[str, list[tuple[float, ...]]]], rs_addr: str) -> None:
+        """Alternate direct and through-the-agent runs, so drift hits both alike."""
+        for metric in METRICS:
+            for _ in range(self.repeat):
+                results["direct"].setdefault(metric, []).append(self.one(metric, rs_addr, 5202))
+                results[label].setdefault(metric, []).append(self.one(metric, t.VIP, 5201))
+            print(f"  {metric:8} direct={[round(v[0]) for v in results['direct'][metric][-self.repeat:]]} "
+                  f"{label}={[round(v[0]) for v in results[label][metric]]}", flush=True)
+
+    def start_agent(self, inventory: str, dataplane: str, state: str) -> subprocess.Popen:
+        proc = self.topo.start(self.topo.agent, [sys.executable, "-m", "arpfix.cli", "agent", "run", "-i", inventory,
+                                                 "--dataplane", dataplane, "--state-dir", state, "--check-port", "80"],
+                               cwd=REPO, stderr=subprocess.DEVNULL)
+        end = time.time() + 20
+        while time.time() < end:
+            try:
+                with open(os.path.join(state, "agent.json")) as handle:
+                    if json.load(handle).get("vips"):
+                        break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        else:
+            raise SystemExit(f"agent ({dataplane}) did not start")
+        self.agent_pid = proc.pid
+        return proc
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    reason = t.can_run()
+    if reason:
+        print(f"cannot run: {reason}", file=sys.stderr)
+        return 2
+    topo = t.Topology(n_servers=1, n_client_addrs=1, services=(80,))
+    with topo:
+        rs = topo.server(1)
+        topo.start(rs, ["iperf3", "-s", "-B", t.VIP, "-p", "5201"], stdout=subprocess.DEVNULL)
+        topo.start(rs, ["iperf3", "-s", "-B", topo.server_addr(1), "-p", "5202"], stdout=subprocess.DEVNULL)
+        time.sleep(0.5)
+        inventory = f"/tmp/{topo.prefix}-bench.yaml"
+        with open(inventory, "w") as handle:
+            handle.write(topo.inventory_yaml(services=("tcp/80", "tcp/5201", "udp/5201")))
+        bench = Bench(topo, args.seconds, args.repeat)
+        results: dict[str, dict[str, list[tuple[float, ...]]]] = {"direct": {}, "nft": {}, "afpacket": {}}
+        try:
+            for dataplane in ("nft", "afpacket"):
+                print(f"direct client -> RIP vs through the agent ({dataplane})", flush=True)
+                proc = bench.start_agent(inventory, dataplane, f"/tmp/{topo.prefix}-state-{dataplane}")
+                try:
+                    bench.compare(dataplane, results, topo.server_addr(1))
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=10)
+                    bench.agent_pid = 0
+                    shutil.rmtree(f"/tmp/{topo.prefix}-state-{dataplane}", ignore_errors=True)
+        finally:
+            os.unlink(inventory)
+
+    def med(path: str, metric: str, index: int = 0) -> float:
+        return statistics.median(v[index] for v in results[path][metric])
+
+    print(f"\nmedians ({args.repeat} runs per path and data plane, direct runs pooled: {2 * args.repeat}), "
+          f"{args.seconds:g}s each, {os.cpu_count()} CPUs, one machine: all paths share the cores")
+    print(f"{'path':10} {'TCP Gbit/s':>10} {'ratio':>6} {'UDP64 kpps':>10} {'ratio':>6} {'conn/s':>7} {'ratio':>6}"
+          "   CPU during UDP: busy% softirq% agent-process%")
+    for path in ("direct", "nft", "afpacket"):
+        tcp, udp, conn = (med(path, m) for m in METRICS)
+        print(f"{path:10} {tcp / 1e9:10.2f} {tcp / med('direct', 'tcp_bps'):6.2f} {udp / 1e3:10.1f} "
+              f"{udp / med('direct', 'udp_pps'):6.2f} {conn:7.0f} {conn / med('direct', 'conn_s'):6.2f}"
+              f"   {med(path, 'udp_pps', 1):5.0f} {med(path, 'udp_pps', 2):8.0f} {med(path, 'udp_pps', 3):14.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

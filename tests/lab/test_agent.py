@@ -1,0 +1,352 @@
+"""The DR forwarding agent on a private namespace segment (real kernel, real nftables).
+
+Topology: tests/lab/agent_topology.py (servers prepared for DR by the fixture). The agent runs as
+`python -m arpfix.cli agent run` inside the agent namespace, as a user would run it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import agent_topology as topo_mod
+
+pytestmark = pytest.mark.lab
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REASON = topo_mod.can_run()
+if REASON:
+    pytestmark = [pytest.mark.lab, pytest.mark.skip(reason=f"agent lab: {REASON}")]
+
+CLIENT = r"""
+import json, socket, sys
+addrs, n, port = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+out = []
+for a in addrs:
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET6 if ":" in a else socket.AF_INET); s.bind((a, 0)); s.settimeout(3)
+        try:
+            s.connect((sys.argv[4], port)); out.append([a, s.recv(200).decode().split()[0]])
+        except OSError as e:
+            out.append([a, "ERR " + str(e)])
+        finally:
+            s.close()
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def topo():
+    topology = topo_mod.Topology(n_servers=3, n_client_addrs=8).build()
+    try:
+        yield topology
+    finally:
+        topology.teardown()
+
+
+class AgentProc:
+    def __init__(self, topo, tmp_path, affinity="none", extra=(), ipv6=False):
+        self.topo = topo
+        self.inv = str(tmp_path / "inventory.yaml")
+        with open(self.inv, "w") as handle:
+            handle.write(topo.inventory_yaml(affinity=affinity, ipv6=ipv6))
+        self.state_dir = str(tmp_path / "state")
+        self.extra = list(extra)
+        self.proc = None
+        self.log = str(tmp_path / "agent.log")
+
+    def start(self, wait=True):
+        argv = [sys.executable, "-m", "arpfix.cli", "agent", "run", "-i", self.inv, "--state-dir", self.state_dir,
+                "--interval", "0.3", "--rise", "2", "--fall", "2", *self.extra]
+        with open(self.log, "a") as log:
+            self.proc = self.topo.start(self.topo.agent, argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        if wait:
+            end = time.time() + 15
+            while time.time() < end:
+                state = self.state()
+                if state and state.get("vips") and state.get("pid") == self.proc.pid:
+                    return self
+                assert self.proc.poll() is None, f"agent exited: {self.output()}"
+                time.sleep(0.1)
+            raise AssertionError(f"agent did not come up: {self.output()}")
+        return self
+
+    def output(self):
+        with open(self.log) as handle:
+            return handle.read()
+
+    def state(self):
+        try:
+            with open(os.path.join(self.state_dir, "agent.json")) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return None
+
+    def cli(self, *args, check=True):
+        return topo_mod.run(sys.executable, "-m", "arpfix.cli", "agent", *args, "--state-dir", self.state_dir,
+                            ns=self.topo.agent, cwd=REPO, check=check)
+
+    def status(self):
+        return json.loads(self.cli("status", "--format", "json").stdout)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            return self.proc.wait(timeout=10)
+        return self.proc.returncode if self.proc else None
+
+    def wait_health(self, server, up, timeout=8):
+        end = time.time() + timeout
+        while time.time() < end:
+            state = self.state()
+            if state and state.get("vips"):
+                s = next(s for s in state["vips"][0]["servers"] if s["name"] == server)
+                if s["up"] == up:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"{server} never became {'up' if up else 'down'}: {self.output()}")
+
+
+@pytest.fixture
+def agent(topo, tmp_path):
+    procs = []
+
+    def make(**kw):
+        os.makedirs(tmp_path / f"a{len(procs)}", exist_ok=True)
+        a = AgentProc(topo, tmp_path / f"a{len(procs)}", **kw)
+        procs.append(a)
+        return a
+
+    yield make
+    for a in procs:
+        if a.proc and a.proc.poll() is None:
+            a.stop()
+    # Whatever happened, leave the agent namespace clean for the next test.
+    topo_mod.run("nft", "delete", "table", "netdev", "arpfix_agent", ns=topo.agent, check=False)
+    topo_mod.run("ip", "addr", "del", f"{topo_mod.VIP}/32", "dev", "eth0", ns=topo.agent, check=False)
+    topo_mod.run("ip", "addr", "del", f"{topo_mod.VIP6}/128", "dev", "eth0", ns=topo.agent, check=False)
+
+
+def connect(topo, addrs, n=4, port=80, vip=topo_mod.VIP):
+    out = topo_mod.run(sys.executable, "-c", CLIENT, json.dumps(addrs), str(n), str(port), vip,
+                       ns=topo.client).stdout
+    return [tuple(x) for x in json.loads(out)]
+
+
+def agent_has_table(topo):
+    return topo_mod.run("nft", "list", "table", "netdev", "arpfix_agent", ns=topo.agent, check=False).returncode == 0
+
+
+def agent_has_vip(topo):
+    return topo_mod.VIP in topo_mod.run("ip", "-o", "addr", "show", "dev", "eth0", ns=topo.agent).stdout
+
+
+def test_spreads_connections_and_replies_bypass_the_agent(topo, agent):
+    a = agent().start()
+    results = connect(topo, topo.client_addrs, n=4)
+    assert all(not server.startswith("ERR") for _, server in results), results
+    seen = Counter(server for _, server in results)
+    assert set(seen) == {"rs1", "rs2", "rs3"}, seen
+    status = a.status()
+    vip = status["vips"][0]
+    assert status["dataplane"] == "nft"
+    assert sum(s["packets"] for s in vip["servers"]) >= len(results) * 3  # SYN, ACK, FIN... per connection
+    assert vip["replies_seen"] == 0  # the servers' answers never came through the agent
+    assert a.stop() == 0
+
+
+def test_source_ip_affinity(topo, agent):
+    agent(affinity="source-ip").start()
+    results = connect(topo, topo.client_addrs, n=5)
+    per_client = {}
+    for addr, server in results:
+        per_client.setdefault(addr, set()).add(server)
+    assert all(len(servers) == 1 for servers in per_client.values()), per_client
+    assert len({next(iter(s)) for s in per_client.values()}) >= 2
+
+
+def test_ipv6_vip(topo, agent):
+    a = agent(ipv6=True).start()
+    clients = [f"fd77::{addr.rsplit('.', 1)[1]}" for addr in topo.client_addrs]
+    results = connect(topo, clients, n=3, vip=topo_mod.VIP6)
+    assert all(not s.startswith("ERR") for _, s in results), results
+    assert len({s for _, s in results}) >= 2
+    status = a.status()
+    v6 = next(v for v in status["vips"] if v["name"] == "web6")
+    assert sum(s["packets"] for s in v6["servers"]) > 0 and v6["replies_seen"] == 0
+    assert topo_mod.VIP6 in topo_mod.run("ip", "-o", "addr", "show", "dev", "eth0", ns=topo.agent).stdout
+    assert a.stop() == 0
+    assert topo_mod.VIP6 not in topo_mod.run("ip", "-o", "addr", "show", "dev", "eth0", ns=topo.agent).stdout
+
+
+def test_sighup_applies_the_new_inventory(topo, agent):
+    a = agent().start()
+    with open(a.inv, "w") as handle:
+        handle.write(topo.inventory_yaml(servers=[1, 2]))
+    a.proc.send_signal(signal.SIGHUP)
+    end = time.time() + 8
+    while time.time() < end and len((a.state() or {"vips": [{"servers": [0, 0, 0]}]})["vips"][0]["servers"]) != 2:
+        time.sleep(0.1)
+    results = connect(topo, topo.client_addrs, n=4)
+    assert {s for _, s in results} == {"rs1", "rs2"}, results
+    assert agent_has_vip(topo) and a.proc.poll() is None
+
+
+def test_failed_server_is_skipped_then_returns(topo, agent):
+    a = agent().start()
+    rs2 = topo.server(2)
+    drop = "table inet agtdrop {\n chain c {\n  type filter hook input priority 0;\n  tcp dport 80 drop\n }\n}\n"
+    topo_mod.run("nft", "-f", "-", ns=rs2, input=drop)
+    try:
+        a.wait_health("rs2", up=False)
+        results = connect(topo, topo.client_addrs, n=4)
+        assert all(not s.startswith("ERR") for _, s in results), results
+        assert "rs2" not in {s for _, s in results}
+    finally:
+        topo_mod.run("nft", "delete", "table", "inet", "agtdrop", ns=rs2, check=False)
+    a.wait_health("rs2", up=True)
+    assert "rs2" in {s for _, s in connect(topo, topo.client_addrs, n=4)}
+
+
+def test_drain_keeps_open_connection(topo, agent):
+    a = agent().start()
+    holder = r"""
+import socket, sys, time
+s = socket.socket(); s.bind(("10.77.0.3", 0)); s.settimeout(5); s.connect((sys.argv[1], 80))
+f = s.makefile("rwb")
+print(f.readline().decode().split()[0], flush=True)
+sys.stdin.readline()                 # wait until the test drained that server
+f.write(b"still-here\n"); f.flush()
+print(f.readline().decode().split()[0], flush=True)
+"""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", topo.client, sys.executable, "-c", holder, topo_mod.VIP],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline().strip()
+        assert first.startswith("rs"), first
+        a.cli("drain", first)
+        end = time.time() + 5
+        while time.time() < end and not next(s for s in a.state()["vips"][0]["servers"] if s["name"] == first)["drained"]:
+            time.sleep(0.1)
+        new = {s for _, s in connect(topo, topo.client_addrs, n=3)}
+        assert first not in new and not any(s.startswith("ERR") for s in new), new
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == first  # the open flow stayed on its server
+        a.cli("drain", first, "--undo")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_refuses_vip_answered_by_another_mac(topo, agent):
+    topo_mod.run("ip", "addr", "add", f"{topo_mod.VIP}/32", "dev", "eth0", ns=topo.client)
+    try:
+        a = agent().start(wait=False)
+        assert a.proc.wait(timeout=15) != 0
+        assert "refusing to claim" in a.output()
+        assert not agent_has_table(topo) and not agent_has_vip(topo)
+    finally:
+        topo_mod.run("ip", "addr", "del", f"{topo_mod.VIP}/32", "dev", "eth0", ns=topo.client)
+
+
+def test_probe_only_changes_nothing(topo, agent):
+    a = agent(extra=["--probe-only"]).start(wait=False)
+    assert a.proc.wait(timeout=15) == 0, a.output()
+    assert "free" in a.output()
+    assert not agent_has_table(topo) and not agent_has_vip(topo)
+
+
+def test_sigterm_leaves_nothing_and_touches_no_other_table(topo, agent):
+    foreign = "table inet agtforeign {\n chain c {\n  type filter hook input priority 0;\n  counter\n }\n}\n"
+    topo_mod.run("nft", "-f", "-", ns=topo.agent, input=foreign)
+    a = agent().start()
+    assert agent_has_table(topo) and agent_has_vip(topo)
+    second = agent().start(wait=False)  # one agent per namespace
+    assert second.proc.wait(timeout=10) != 0 and "already running" in second.output()
+    assert agent_has_table(topo) and a.proc.poll() is None
+    pid = a.proc.pid
+    assert a.stop() == 0
+    assert not agent_has_table(topo) and not agent_has_vip(topo)
+    assert topo_mod.run("nft", "list", "table", "inet", "agtforeign", ns=topo.agent, check=False).returncode == 0
+    topo_mod.run("nft", "delete", "table", "inet", "agtforeign", ns=topo.agent)
+    assert not os.path.exists(os.path.join(a.state_dir, "agent.json"))
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_sigkill_then_start_recovers(topo, agent):
+    a = agent().start()
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(timeout=5)
+    assert agent_has_table(topo) and agent_has_vip(topo)  # the stale state a crash leaves
+    a.start()
+    assert "removed stale" in a.output()
+    results = connect(topo, topo.client_addrs[:4], n=2)
+    assert all(not s.startswith("ERR") for _, s in results), results
+    assert a.stop() == 0
+    assert not agent_has_table(topo) and not agent_has_vip(topo)
+
+
+def test_afpacket_fallback_forwards(topo, agent):
+    a = agent(extra=["--dataplane", "afpacket"]).start()
+    results = connect(topo, topo.client_addrs, n=3)
+    assert all(not s.startswith("ERR") for _, s in results), results
+    assert len({s for _, s in results}) >= 2
+    time.sleep(0.5)
+    status = a.status()
+    assert status["dataplane"] == "afpacket"
+    assert sum(s["packets"] for s in status["vips"][0]["servers"]) > 0
+    assert a.stop() == 0
+    assert not agent_has_table(topo) and not agent_has_vip(topo)
+
+
+def test_agent_on_the_shared_lab(lab, tmp_path):
+    """The same agent against `arpfix lab` (tests/lab/conftest.py), servers prepared by hand here."""
+    vip = lab.status["vip"]
+    servers = [h["name"] for h in lab.hosts_by_role("real-server")]
+    prepare = [["sysctl", "-qw", f"net.ipv4.conf.{dev}.{key}={value}"]
+               for key, value in (("arp_ignore", 1), ("arp_announce", 2)) for dev in ("all", "eth0")]
+    state = str(tmp_path / "agent-state")
+    proc = None
+    try:
+        for name in servers:
+            for cmd in prepare:
+                lab.exec(name, cmd)
+            lab.exec(name, ["ip", "addr", "add", f"{vip}/32", "dev", "lo"])
+        argv = [sys.executable, "-m", "arpfix.cli", "agent", "run", "-i", lab.inventory_path, "--state-dir", state,
+                "--interval", "0.3"]
+        proc = subprocess.Popen(lab.exec_argv("agent") + argv, cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        end = time.time() + 20
+        while time.time() < end:
+            out = lab.exec("agent", [sys.executable, "-m", "arpfix.cli", "agent", "status", "--format", "json",
+                                     "--state-dir", state], check=False, cwd=REPO)
+            if out.returncode == 0 and all(s["up"] for s in json.loads(out.stdout)["vips"][0]["servers"]):
+                break
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        client = lab.host("client")["address"]
+        out = lab.exec("client", [sys.executable, "-c", CLIENT, json.dumps([client]), "12", "80", vip]).stdout
+        answered = [server for _, server in json.loads(out)]
+        assert all(not s.startswith("ERR") for s in answered), answered
+        assert len(set(answered)) >= 2 and set(answered) <= set(servers)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert lab.exec("agent", ["nft", "list", "table", "netdev", "arpfix_agent"], check=False).returncode != 0
+    finally:
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for name in servers:
+            lab.exec(name, ["ip", "addr", "del", f"{vip}/32", "dev", "lo"], check=False)
+            for cmd in prepare:
+                lab.exec(name, cmd[:-1] + [cmd[-1].rsplit("=", 1)[0] + "=0"], check=False)
