@@ -60,6 +60,62 @@ def _arping(lab_name: str, vip: str) -> set[str]:
     return {m.lower() for m in re.findall(r"([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5})", out)}
 
 
+CLIENT_PROGRAM = """
+import socket, sys, collections
+seen = collections.Counter()
+for attempt in range(int(sys.argv[2])):
+    with socket.create_connection((sys.argv[1], 80), timeout=3) as conn:
+        line = conn.makefile().readline().strip()
+    seen[line] += 1
+for line, count in sorted(seen.items()):
+    print(f"{count:3d} x  {line}")
+"""
+
+
+def _traffic_through_agent(story: Story, name: str, inventory: str, vip: str) -> None:
+    import os
+    import signal
+
+    from arpfix.lab.core import lab_exec_argv, run_in
+
+    click.echo(click.style(f"\n$ arpfix agent run -i {inventory}   (on the agent host)", fg="yellow")
+               if story.colour else f"\n$ arpfix agent run -i {inventory}   (on the agent host)")
+    agent = subprocess.Popen(lab_exec_argv(name, "agent") + [sys.executable, "-m", "arpfix.cli", "agent", "run",
+                                                             "-i", inventory, "--interval", "0.5"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        ready = False
+        while time.monotonic() < deadline and agent.poll() is None:
+            probe = run_in(name, "client", [sys.executable, "-c", CLIENT_PROGRAM, vip, "1"], check=False)
+            if probe.returncode == 0:
+                ready = True
+                break
+            time.sleep(0.5)
+        if not ready:
+            output = agent.stdout.read() if agent.poll() is not None and agent.stdout else ""
+            raise click.ClickException(f"the agent did not start forwarding: {output.strip()[-500:]}")
+        click.echo(f"\n$ (on the client) 30 connections to {vip}:80")
+        result = run_in(name, "client", [sys.executable, "-c", CLIENT_PROGRAM, vip, "30"], check=False)
+        click.echo(result.stdout.rstrip())
+        if result.returncode != 0:
+            raise click.ClickException(f"connections through the agent failed: {result.stderr.strip()[-300:]}")
+        servers = {line.split()[2] for line in result.stdout.splitlines() if len(line.split()) > 3}
+        status = run_in(name, "agent", [sys.executable, "-m", "arpfix.cli", "agent", "status"], check=False)
+        click.echo("\n$ arpfix agent status   (on the agent host)\n" + status.stdout.rstrip())
+        story.ok(f"every connection answered from the VIP, spread over {len(servers)} servers; "
+                 "replies went straight to the client")
+    finally:
+        if agent.poll() is None:
+            os.kill(agent.pid, signal.SIGTERM)
+            try:
+                agent.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait()
+        click.echo(f"   (agent stopped: exit {agent.returncode}; its nft table and VIP are removed)")
+
+
 def run_demo(name: str, hosts: int, keep: bool) -> None:
     from arpfix.lab.core import lab_down, lab_exists, lab_status, lab_up, run_in
 
@@ -106,6 +162,12 @@ def run_demo(name: str, hosts: int, keep: bool) -> None:
             From the agent host, over SSH: who answers ARP for the VIP, and a TCP SYN to VIP:port sent
             to each server's MAC exactly as a DR load balancer sends it: each must answer from the VIP.""")
         story.arpfix("verify", "-i", inventory, "-q")
+
+        story.chapter("Real traffic through the bundled DR agent", f"""
+            The agent host claims the VIP (after checking nobody else answers for it) and forwards each
+            flow by rewriting MAC addresses only (nftables netdev ingress). Each server answers the
+            client directly, from the VIP: the reply line names the server and its local address.""")
+        _traffic_through_agent(story, name, inventory, vip)
 
         story.chapter("Apply again", "Idempotent: the second run changes nothing and says so.")
         story.arpfix("apply", "-i", inventory, "--yes", "-q")

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,9 @@ VIP_UNIT = "/etc/systemd/system/arpfix-vip.service"
 VIP_UNIT_LINK = "/etc/systemd/system/multi-user.target.wants/arpfix-vip.service"
 NETWORKD_FILE = "/etc/systemd/network/10-arpfix-lo.network"
 IFUPDOWN_FILE = "/etc/network/interfaces.d/arpfix"
+IFCFG_LO = "/etc/sysconfig/network-scripts/ifcfg-lo"
+BLOCK_BEGIN = "# BEGIN arpfix: VIPs for Direct Routing (do not edit inside this block)"
+BLOCK_END = "# END arpfix"
 DUMMY_NAME = "arpfix0"
 ARP_KEYS = ("arp_ignore", "arp_announce", "rp_filter")
 SYSCTL_DIR_PRIORITY = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d")
@@ -265,7 +269,39 @@ def desired_state(facts: dict[str, Any], host: Host, inventory: Inventory) -> De
                 extra = (f" label {label}" if label else "") + f" scope {scope}"
                 body += f"    up ip addr add {cidr} dev lo{extra} || true\n    down ip addr del {cidr} dev lo || true\n"
             files.append((IFUPDOWN_FILE, body, "644"))
+        if stack.get("network_scripts") and method != "dummy":
+            current = facts.get("files", {}).get(IFCFG_LO)
+            files.append((IFCFG_LO, ifcfg_lo_with_vips(current if isinstance(current, str) else None,
+                                                       [a for a in addresses if ":" not in a[1]]), "644"))
     return Desired(nic, tuple(sysctls), method == "dummy", addresses, tuple(files), link, vips, method)
+
+
+def ifcfg_lo_with_vips(current: str | None, addresses: list[tuple[str, str, str, str]]) -> str:
+    """RHEL network-scripts: the site's ifcfg-lo with arpfix's block (IPADDRn/PREFIXn, ARPUPDATE=no).
+
+    The block replaces any earlier arpfix block, so the result is the same however often it is
+    computed; everything outside the block is the site's and stays as it is.
+    """
+    base = current if current is not None else "DEVICE=lo\nIPADDR=127.0.0.1\nNETMASK=255.0.0.0\nONBOOT=yes\nNAME=loopback\n"
+    kept, inside = [], False
+    for line in base.splitlines():
+        if line == BLOCK_BEGIN:
+            inside = True
+        elif line == BLOCK_END and inside:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    used = {int(m) for line in kept for m in re.findall(r"^IPADDR(\d+)=", line)}
+    block = [BLOCK_BEGIN]
+    index = 1
+    for _, cidr, _, _ in addresses:
+        while index in used:
+            index += 1
+        address, prefix = cidr.split("/")
+        block += [f"IPADDR{index}={address}", f"PREFIX{index}={prefix}"]
+        index += 1
+    block += ["ARPUPDATE=no", BLOCK_END]
+    return "\n".join(kept + block) + "\n"
 
 
 def _runtime_steps(sysctls: list[tuple[str, str, str, int]], dummy: bool,

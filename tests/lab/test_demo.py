@@ -20,11 +20,13 @@ def test_demo_tells_the_whole_story_and_cleans_up(lab_factory):
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr
         out = result.stdout
         for chapter in ("Audit the unprepared servers", "The ARP problem, live", "Plan", "Apply",
-                        "Verify from the segment", "Roll back", "Tear down", "Demo complete"):
+                        "Verify from the segment", "Real traffic through the bundled DR agent", "Roll back", "Tear down", "Demo complete"):
             assert chapter in out
         assert "a real server answers ARP for the VIP" in out
         assert "no real server answers ARP for the VIP any more" in out
         assert "verified" in out and "FAIL" not in out
+        assert "every connection answered from the VIP" in out
+        assert "agent stopped: exit 0" in out
     finally:
         subprocess.run([sys.executable, "-m", "arpfix.cli", "lab", "down", "--name", name], capture_output=True)
     assert name not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

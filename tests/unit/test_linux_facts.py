@@ -46,3 +46,14 @@ def test_journal_lines_that_do_not_parse_are_kept_as_corrupt():
     facts = parse_facts({"journal": journal})
     assert facts["journal"][0]["op"] == "sysctl"
     assert facts["journal"][1]["op"] == "corrupt"
+
+
+def test_ifcfg_lo_block_is_idempotent_and_keeps_the_site_lines():
+    from arpfix.platforms.linux import BLOCK_BEGIN, ifcfg_lo_with_vips
+
+    site = "DEVICE=lo\nIPADDR=127.0.0.1\nIPADDR1=10.9.9.9\nNETMASK1=255.255.255.255\n"
+    once = ifcfg_lo_with_vips(site, [("lo", "10.0.0.250/32", "lo:arpfix", "global")])
+    assert once.startswith(site) and BLOCK_BEGIN in once
+    assert "IPADDR2=10.0.0.250\nPREFIX2=32\nARPUPDATE=no\n" in once  # IPADDR1 is the site's
+    assert ifcfg_lo_with_vips(once, [("lo", "10.0.0.250/32", "lo:arpfix", "global")]) == once
+    assert ifcfg_lo_with_vips(once, []).count("IPADDR2") == 0
