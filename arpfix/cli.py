@@ -423,10 +423,13 @@ def rollback(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secret
 @format_option("table", "json", "junit")
 @click.option("--probe-here", is_flag=True,
               help="Run the probes in this process (arpfix runs on the agent host) instead of over SSH.")
+@click.option("--service", is_flag=True,
+              help="Also connect to each VIP:port from this host, end to end through whatever forwards "
+                   "the VIP (the load balancer or arpfix's agent).")
 @verbosity_options
 def verify(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: bool, forks: int,
-           trust_on_first_use: bool, insecure: bool, output_format: str, probe_here: bool, verbose: int,
-           quiet: bool) -> None:
+           trust_on_first_use: bool, insecure: bool, output_format: str, probe_here: bool, service: bool,
+           verbose: int, quiet: bool) -> None:
     """Prove from the segment that every real server is DR-ready.
 
     The audit of each server, plus probes from the inventory's agent host: who answers ARP for
@@ -440,7 +443,7 @@ def verify(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets:
 
     inv, hosts = _load(inventory_path, limit, allow_plaintext_secrets)
     document = run_verify(inv, hosts, _context(inv, trust_on_first_use, insecure), forks=forks,
-                          progress=not quiet, probe_here=probe_here)
+                          progress=not quiet, probe_here=probe_here, service=service)
     if output_format == "json":
         _echo(as_json(document))
     elif output_format == "junit":
@@ -464,10 +467,14 @@ def verify(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets:
                 ["vip", "mac", "owner", ""]))
         if document["segment"].get("error"):
             _echo(f"probes: {document['segment']['error']}")
+        for probe_result in document["segment"].get("service", []):
+            _echo(f"service {probe_result['vip']}:tcp/{probe_result['port']}: "
+                  f"{'ok' if probe_result['ok'] else 'FAIL'}: {probe_result['detail']}")
     statuses = {h["status"] for h in document["hosts"]}
     if "error" in statuses or document["segment"].get("error"):
         raise SystemExit(Exit.FAILED)
-    if "failed" in statuses or document["segment"]["unknown_answers"]:
+    if "failed" in statuses or document["segment"]["unknown_answers"] or \
+            not all(p["ok"] for p in document["segment"].get("service", [])):
         raise SystemExit(Exit.VERIFY_FAILED)
     raise SystemExit(Exit.OK)
 

@@ -105,6 +105,8 @@ def _traffic_through_agent(story: Story, name: str, inventory: str, vip: str) ->
         click.echo("\n$ arpfix agent status   (on the agent host)\n" + status.stdout.rstrip())
         story.ok(f"every connection answered from the VIP, spread over {len(servers)} servers; "
                  "replies went straight to the client")
+        click.echo("\n   verify --service adds end-to-end connections from this machine (on the segment):")
+        story.arpfix("verify", "-i", inventory, "--service", "-q")
     finally:
         if agent.poll() is None:
             os.kill(agent.pid, signal.SIGTERM)

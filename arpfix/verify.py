@@ -35,8 +35,24 @@ def probe_script(request: dict[str, Any]) -> str:
     )
 
 
+def service_probe(address: str, port: int, attempts: int = 3, timeout: float = 3.0) -> dict[str, Any]:
+    """End to end from the client side: TCP connections to VIP:port from this host."""
+    import socket
+
+    failures = []
+    for _ in range(attempts):
+        try:
+            with socket.create_connection((address, port), timeout=timeout):
+                pass
+        except OSError as exc:
+            failures.append(exc.strerror or str(exc))
+    if failures:
+        return {"ok": False, "detail": f"{len(failures)}/{attempts} connections failed: {failures[0]}"}
+    return {"ok": True, "detail": f"{attempts}/{attempts} connections accepted through the VIP"}
+
+
 def verify(inventory: Inventory, hosts: list[Host], ctx: operations.RunContext, *, forks: int, progress: bool,
-           probe_here: bool = False) -> dict[str, Any]:
+           probe_here: bool = False, service: bool = False) -> dict[str, Any]:
     if inventory.agent is None:
         raise UsageError(f"{inventory.path}: verify needs `agent: {{host: ...}}`, a Linux host on the servers' segment")
     agent = inventory.hosts[inventory.agent.host]
@@ -146,6 +162,12 @@ def verify(inventory: Inventory, hosts: list[Host], ctx: operations.RunContext, 
                "unknown_answers": unknown}
     if probe_error:
         segment["error"] = probe_error
+    if service:
+        segment["service"] = [
+            {"vip": str(vip.address), "port": svc.port, **service_probe(str(vip.address), svc.port)}
+            for vip in inventory.vips if any(h.name in vip.real_servers for h in targets)
+            for svc in vip.services if svc.protocol == "tcp"
+        ]
     return {"hosts": hosts_out, "segment": segment}
 
 

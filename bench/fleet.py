@@ -101,7 +101,9 @@ def peak_rss_of(argv: list[str], ok: tuple[int, ...]) -> tuple[float, int]:
         code = os.waitstatus_to_exitcode(status)
         if code not in ok:
             output.seek(0)
-            raise SystemExit(f"{' '.join(argv[3:6])} failed ({code}):\n{output.read().decode()[-1500:]}")
+            text = output.read().decode()
+            problems = [line for line in text.splitlines() if " error " in line or " failed " in line or "Error" in line]
+            raise SystemExit(f"{' '.join(argv[3:6])} failed ({code}):\n" + "\n".join(problems[:20] or [text[-1500:]]))
     return elapsed, usage.ru_maxrss
 
 

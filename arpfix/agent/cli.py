@@ -30,16 +30,19 @@ def agent() -> None:
 @click.option("--fall", type=click.IntRange(1, 100), default=2, show_default=True)
 @click.option("--check-port", type=click.IntRange(1, 65535), default=None,
               help="Health-check this TCP port instead of each service port.")
+@click.option("--dr-check", is_flag=True,
+              help="Also health-check the DR path: a SYN to VIP:port sent to each server's MAC must be "
+                   "answered from the VIP (catches servers that pass a check on their own address).")
 @STATE_DIR
 def run(inventory: str, agent_name: str | None, dataplane: str, probe_only: bool, force_claim: bool,
-        interval: float, rise: int, fall: int, check_port: int | None, state_dir: str | None) -> None:
+        interval: float, rise: int, fall: int, check_port: int | None, dr_check: bool, state_dir: str | None) -> None:
     """Forward the inventory's VIPs to their real servers until SIGTERM/SIGINT."""
     from arpfix.agent.runner import Agent
 
     if os.geteuid() != 0:
         raise UsageError("the agent needs root (nftables, raw sockets, addresses)")
     code = Agent(inventory, agent_name, dataplane, probe_only, force_claim, state_dir, interval, rise, fall,
-                 check_port).run()
+                 check_port, dr_check=dr_check).run()
     raise SystemExit(code)
 
 

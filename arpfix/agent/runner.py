@@ -61,7 +61,8 @@ def pid_alive(pid: int) -> bool:
 class Agent:
     def __init__(self, inventory: str, agent: str | None = None, dataplane: str = "auto", probe_only: bool = False,
                  force_claim: bool = False, state: str | None = None, interval: float = 1.0, rise: int = 2,
-                 fall: int = 2, check_port: int | None = None, log: Callable[[str], None] | None = None):
+                 fall: int = 2, check_port: int | None = None, log: Callable[[str], None] | None = None,
+                 dr_check: bool = False):
         self.inventory_path = inventory
         self.agent_name = agent
         self.requested = dataplane
@@ -71,6 +72,7 @@ class Agent:
         self.state_file = os.path.join(self.dir, "agent.json")
         self.control_file = os.path.join(self.dir, "control.json")
         self.interval, self.rise, self.fall, self.check_port = interval, rise, fall, check_port
+        self.dr_check = dr_check
         self.log = log or (lambda line: print(f"arpfix-agent: {line}", file=sys.stderr, flush=True))
         self.claims: list[vip.Claim] = []
         self.tables: dict[str, list[str | None]] = {}
@@ -102,7 +104,21 @@ class Agent:
             ports = {self.check_port} if self.check_port else {
                 s.port for v in config.vips if server.name in v.servers for s in v.services if s.protocol == "tcp"}
             targets += [(server.name, str(server.address), port) for port in sorted(ports)]
-        return Checker(targets, rise=self.rise, fall=self.fall, timeout=min(1.0, max(0.2, self.interval)))
+        dr_paths: dict[tuple[str, int], list[tuple[str, str, str]]] = {}
+        if self.dr_check:
+            for v in config.vips:
+                if v.address.version != 4:
+                    continue
+                for name in v.servers:
+                    server = config.servers[name]
+                    if not server.mac:
+                        continue
+                    for service in v.services:
+                        if service.protocol == "tcp":
+                            dr_paths.setdefault((name, service.port), []).append(
+                                (config.interface, str(v.address), server.mac))
+        return Checker(targets, rise=self.rise, fall=self.fall, timeout=min(1.0, max(0.2, self.interval)),
+                       dr_paths=dr_paths)
 
     def recover_stale(self) -> None:
         """Remove what an agent that died without cleaning up left behind."""

@@ -215,6 +215,23 @@ def test_failed_server_is_skipped_then_returns(topo, agent):
     assert "rs2" in {s for _, s in connect(topo, topo.client_addrs, n=4)}
 
 
+def test_dr_check_removes_a_server_that_only_answers_on_its_own_address(topo, agent):
+    """The classic trap: the VIP is gone from rs2's lo, so a connect check to its own address still
+    passes, but forwarded traffic would die. With --dr-check the agent takes rs2 out."""
+    a = agent(extra=("--dr-check",)).start()
+    rs2 = topo.server(2)
+    a.wait_health("rs2", up=True)
+    topo_mod.run("ip", "addr", "del", f"{topo_mod.VIP}/32", "dev", "lo", ns=rs2)
+    try:
+        a.wait_health("rs2", up=False)
+        results = connect(topo, topo.client_addrs, n=4)
+        assert all(not s.startswith("ERR") for _, s in results), results
+        assert "rs2" not in {s for _, s in results}
+    finally:
+        topo_mod.run("ip", "addr", "add", f"{topo_mod.VIP}/32", "dev", "lo", ns=rs2, check=False)
+    a.wait_health("rs2", up=True)
+
+
 def test_drain_keeps_open_connection(topo, agent):
     a = agent().start()
     holder = r"""

@@ -27,6 +27,7 @@ def test_demo_tells_the_whole_story_and_cleans_up(lab_factory):
         assert "verified" in out and "FAIL" not in out
         assert "every connection answered from the VIP" in out
         assert "agent stopped: exit 0" in out
+        assert "service " in out and ": ok: 3/3 connections accepted" in out
     finally:
         subprocess.run([sys.executable, "-m", "arpfix.cli", "lab", "down", "--name", name], capture_output=True)
     assert name not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
