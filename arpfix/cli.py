@@ -443,7 +443,7 @@ def verify(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets:
 
     inv, hosts = _load(inventory_path, limit, allow_plaintext_secrets)
     document = run_verify(inv, hosts, _context(inv, trust_on_first_use, insecure), forks=forks,
-                          progress=not quiet, probe_here=probe_here, service=service)
+                          progress=not quiet, probe_here=probe_here, end_to_end=service)
     if output_format == "json":
         _echo(as_json(document))
     elif output_format == "junit":

@@ -52,7 +52,7 @@ def service_probe(address: str, port: int, attempts: int = 3, timeout: float = 3
 
 
 def verify(inventory: Inventory, hosts: list[Host], ctx: operations.RunContext, *, forks: int, progress: bool,
-           probe_here: bool = False, service: bool = False) -> dict[str, Any]:
+           probe_here: bool = False, end_to_end: bool = False) -> dict[str, Any]:
     if inventory.agent is None:
         raise UsageError(f"{inventory.path}: verify needs `agent: {{host: ...}}`, a Linux host on the servers' segment")
     agent = inventory.hosts[inventory.agent.host]
@@ -162,7 +162,7 @@ def verify(inventory: Inventory, hosts: list[Host], ctx: operations.RunContext, 
                "unknown_answers": unknown}
     if probe_error:
         segment["error"] = probe_error
-    if service:
+    if end_to_end:
         segment["service"] = [
             {"vip": str(vip.address), "port": svc.port, **service_probe(str(vip.address), svc.port)}
             for vip in inventory.vips if any(h.name in vip.real_servers for h in targets)
