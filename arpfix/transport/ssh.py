@@ -16,11 +16,14 @@ from typing import Any
 import paramiko
 
 from arpfix.errors import HostKeyError, TransportError
+from arpfix.quoting import sh_quote
 from arpfix.secrets import redact
 from arpfix.settings import Host
 from arpfix.transport.base import parse_json_output
 
 _known_hosts_lock = threading.Lock()
+READY_MARKER = b"ARPFIX-SHELL-READY\n"
+READY_BOOTSTRAP = "printf 'ARPFIX-SHELL-READY\\n'; exec sh -s"
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -60,7 +63,6 @@ class SshTransport:
         self.settings = host.ssh
         self.trust_on_first_use = trust_on_first_use
         self.client: paramiko.SSHClient | None = None
-        self.empty_answers = 0
 
     # -- connection --------------------------------------------------------------------------
     def _connect(self) -> paramiko.SSHClient:
@@ -128,9 +130,11 @@ class SshTransport:
         """Run a script, return (stdout, stderr, exit code). Bounded by the command timeout."""
         client = self._connect()
         limit = timeout if timeout is not None else self.settings.command_timeout
-        command = "sh -s"
+        # The login shell's startup files (~/.bashrc) run before our command and may read stdin: the
+        # script is sent only after the remote shell says it is ready, so nothing can swallow it.
+        command = f"sh -c {sh_quote(READY_BOOTSTRAP)}"
         if self.settings.sudo and self.settings.user != "root":
-            command = "sudo -n sh -s"
+            command = f"sudo -n sh -c {sh_quote(READY_BOOTSTRAP)}"
         name = self.host.name
         try:
             transport = client.get_transport()
@@ -139,10 +143,24 @@ class SshTransport:
             channel = transport.open_session(timeout=self.settings.connect_timeout)
             channel.settimeout(limit)
             channel.exec_command(command)
-            channel.sendall(script.encode("utf-8"))
-            channel.shutdown_write()
             stdout, stderr = bytearray(), bytearray()
             deadline = time.monotonic() + limit
+            while READY_MARKER not in stdout:
+                if channel.recv_ready():
+                    stdout += channel.recv(65536)
+                elif channel.recv_stderr_ready():
+                    stderr += channel.recv_stderr(65536)
+                elif channel.exit_status_ready():
+                    break
+                elif time.monotonic() > deadline:
+                    channel.close()
+                    raise TransportError(f"{name}: the remote shell did not start within {limit:g}s")
+                else:
+                    channel.status_event.wait(0.01)
+            if READY_MARKER in stdout:
+                del stdout[: stdout.index(READY_MARKER) + len(READY_MARKER)]  # drop login noise
+                channel.sendall(script.encode("utf-8"))
+            channel.shutdown_write()
             while True:
                 if channel.recv_ready():
                     stdout += channel.recv(65536)
@@ -150,7 +168,9 @@ class SshTransport:
                 if channel.recv_stderr_ready():
                     stderr += channel.recv_stderr(65536)
                     continue
-                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                # sshd may send exit-status before the last output: finish only at end of stream
+                if (channel.eof_received or channel.closed) and channel.exit_status_ready() \
+                        and not channel.recv_ready() and not channel.recv_stderr_ready():
                     break
                 if time.monotonic() > deadline:
                     channel.close()
@@ -181,12 +201,6 @@ class SshTransport:
 
     def run_script(self, script: str, *, timeout: float | None = None) -> dict[str, Any]:
         out, err, exit_code = self.run_raw(script, timeout=timeout)
-        if exit_code == 0 and not out.strip() and not err.strip():
-            # Every arpfix script prints one JSON line; a silent success means the shell never read
-            # the script (seen rarely on freshly started, heavily loaded sshds). The scripts re-read
-            # state and are idempotent, so running it again on a new channel is safe.
-            self.empty_answers += 1
-            out, err, exit_code = self.run_raw(script, timeout=timeout)
         return parse_json_output(self.host.name, out, redact(err), exit_code)
 
     def close(self) -> None:
