@@ -22,7 +22,8 @@ class RunContext:
     show_script: bool = False
 
 
-def _gather(host: Host, ctx: RunContext) -> tuple[Any, Any, dict[str, Any]]:
+def gather(host: Host, ctx: RunContext) -> tuple[Any, Any, dict[str, Any]]:
+    """(platform, open transport, parsed facts): the one facts round trip every command starts with."""
     platform = get_platform(host.platform)
     transport = make_transport(host, ctx.transport_options)
     raw = transport.run_script(platform.facts_script(host, ctx.inventory))
@@ -30,13 +31,13 @@ def _gather(host: Host, ctx: RunContext) -> tuple[Any, Any, dict[str, Any]]:
 
 
 def facts(host: Host, ctx: RunContext) -> HostResult:
-    platform, transport, host_facts = _gather(host, ctx)
+    platform, transport, host_facts = gather(host, ctx)
     transport.close()
     return HostResult(host.name, host.platform, "ok", facts=host_facts)
 
 
 def plan(host: Host, ctx: RunContext) -> HostResult:
-    platform, transport, host_facts = _gather(host, ctx)
+    platform, transport, host_facts = gather(host, ctx)
     transport.close()
     changes = platform.plan(host_facts, host, ctx.inventory)
     result = HostResult(host.name, host.platform, "pending" if changes else "ok", changes=changes)
@@ -46,7 +47,7 @@ def plan(host: Host, ctx: RunContext) -> HostResult:
 
 
 def apply(host: Host, ctx: RunContext) -> HostResult:
-    platform, transport, host_facts = _gather(host, ctx)
+    platform, transport, host_facts = gather(host, ctx)
     try:
         changes = platform.plan(host_facts, host, ctx.inventory)
         if not changes:
@@ -68,7 +69,7 @@ def apply(host: Host, ctx: RunContext) -> HostResult:
 
 
 def audit(host: Host, ctx: RunContext) -> HostResult:
-    platform, transport, host_facts = _gather(host, ctx)
+    platform, transport, host_facts = gather(host, ctx)
     transport.close()
     findings = platform.audit(host_facts, host, ctx.inventory)
     drift = any(not f.ok and f.severity == "error" for f in findings)
@@ -76,7 +77,7 @@ def audit(host: Host, ctx: RunContext) -> HostResult:
 
 
 def rollback(host: Host, ctx: RunContext, *, dry_run: bool = False) -> HostResult:
-    platform, transport, host_facts = _gather(host, ctx)
+    platform, transport, host_facts = gather(host, ctx)
     try:
         changes = platform.rollback_plan(host_facts, host)
         if not changes:

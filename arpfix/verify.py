@@ -172,14 +172,7 @@ def verify(inventory: Inventory, hosts: list[Host], ctx: operations.RunContext, 
 
 
 def _facts_and_audit(host: Host, ctx: operations.RunContext, inventory: Inventory) -> HostResult:
-    from arpfix.platforms import get_platform
-    from arpfix.transport import make_transport
-
-    platform = get_platform(host.platform)
-    transport = make_transport(host, ctx.transport_options)
-    try:
-        facts = platform.parse_facts(transport.run_script(platform.facts_script(host, inventory)))
-    finally:
-        transport.close()
+    platform, transport, facts = operations.gather(host, ctx)
+    transport.close()
     findings = platform.audit(facts, host, inventory) if inventory.vips_for(host.name) else []
     return HostResult(host.name, host.platform, "ok", findings=findings, facts=facts)
