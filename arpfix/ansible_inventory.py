@@ -91,8 +91,9 @@ def load_ansible_inventory(
     """Read the Ansible inventory `source` (a file or a directory).
 
     Returns (raw, lines): raw is an arpfix inventory as plain data, lines maps each host name to
-    the line of `source` that first defines it (0 when unknown, and always for a directory). use_ansible: None = run ansible-inventory when it is available, True = require it,
-    False = never run it. Raises UsageError with one line on unreadable or broken input.
+    the line of `source` that first defines it (0 when unknown, and always for a directory).
+    use_ansible: None = run ansible-inventory when it is available, True = require it, False = never run it.
+    Raises UsageError with one line on unreadable or broken input.
     """
     if not os.path.exists(source):
         raise UsageError(f"{source}: no such inventory file or directory")

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import time
+
 import click
 
 from arpfix.exitcodes import Exit
@@ -165,7 +166,7 @@ def run_demo(name: str, hosts: int, keep: bool) -> None:
             to each server's MAC exactly as a DR load balancer sends it: each must answer from the VIP.""")
         story.arpfix("verify", "-i", inventory, "-q")
 
-        story.chapter("Real traffic through the bundled DR agent", f"""
+        story.chapter("Real traffic through the bundled DR agent", """
             The agent host claims the VIP (after checking nobody else answers for it) and forwards each
             flow by rewriting MAC addresses only (nftables netdev ingress). Each server answers the
             client directly, from the VIP: the reply line names the server and its local address.""")

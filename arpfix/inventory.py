@@ -13,8 +13,9 @@ import fnmatch
 import ipaddress
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from arpfix.errors import UsageError
 from arpfix.secrets import SecretRef

@@ -29,7 +29,8 @@ def probe_script(request: dict[str, Any]) -> str:
     marker = "ARPFIX_PROBE_PROGRAM_END"
     assert marker not in source
     return (
-        "set -u\ncommand -v python3 >/dev/null 2>&1 || { echo '{\"error\": \"python3 is missing on the probing host\"}'; exit 1; }\n"
+        "set -u\ncommand -v python3 >/dev/null 2>&1 || "
+        "{ echo '{\"error\": \"python3 is missing on the probing host\"}'; exit 1; }\n"
         f"program=$(mktemp) || exit 1\ncat > \"$program\" <<'{marker}'\n{source}\n{marker}\n"
         f"python3 \"$program\" {sh_quote(json.dumps(request))}\nstatus=$?\nrm -f \"$program\"\nexit $status\n"
     )

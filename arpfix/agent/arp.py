@@ -94,7 +94,7 @@ def probe(ifname: str, own_mac: str, vip: str, window: float = 1.0) -> set[str]:
     """RFC 5227 probe (sender 0.0.0.0) for the VIP: every other MAC that answers for it or that
     itself announces or probes it. Empty = nobody else owns the VIP."""
     others = set()
-    for op, sha, spa, tpa in exchange(ifname, own_mac, [frame(own_mac, 1, "0.0.0.0", vip)], window, repeat=3):
+    for op, sha, spa, _tpa in exchange(ifname, own_mac, [frame(own_mac, 1, "0.0.0.0", vip)], window, repeat=3):
         if (op == 2 and spa == vip) or (op == 1 and spa == vip):
             others.add(sha)
     return others

@@ -9,7 +9,7 @@ Topology of a lab named NAME (every object carries NAME as prefix):
   bridge port, so sshd on every host is reachable from where arpfix runs;
 * each host also has a persistent mount namespace (bound to a file on a private tmpfs in the
   state dir) with its own ``/sys`` (sysfs of its netns) and overlayfs views of ``/etc``,
-  ``/var/lib``, ``/run``, ``/usr/local`` and ``/var/tmp``: what is written "on a server"
+  ``/var/lib``, ``/run``, ``/usr/local``, ``/var/tmp`` and ``/root`` (with a stock ``.bashrc``): what is written "on a server"
   lands in the lab's tmpfs, never on the machine. The state dir itself is re-bound inside so
   it stays visible even when it lives under an overlaid directory;
 * agent and real servers run a real OpenSSH sshd; real servers also run arpfix.lab.service on
@@ -48,7 +48,10 @@ MAX_HOSTS = 200
 STATE_ROOT = "/var/tmp/arpfix-lab"
 REGISTRY = "/run/arpfix-lab"
 SERVICE_PORTS = (80, 443)
-OVERLAID = ("/etc", "/var/lib", "/run", "/usr/local", "/var/tmp")
+OVERLAID = ("/etc", "/var/lib", "/run", "/usr/local", "/var/tmp", "/root")
+# A lab server's root gets the stock Debian ~/.bashrc, as a freshly installed server has: the
+# machine's own may start tools (pyenv, cargo) that would be paid again on every SSH session.
+STOCK_ROOT_BASHRC = "# ~/.bashrc: executed by bash(1) for non-login shells (arpfix lab server: stock profile)"
 SSHD = "/usr/sbin/sshd"
 HOST_OCTET = {"admin": 1, "agent": 2, "client": 3}
 RS_FIRST_OCTET = 11
@@ -267,6 +270,7 @@ mount -t sysfs "LABNAME-$host-sys" /sys
 mkdir -m 0755 -p /run/sshd
 hostname "$host"
 echo "$host" > /etc/hostname
+printf '%s\n' "STOCKBASHRC" > /root/.bashrc
 """
 
 
@@ -281,7 +285,7 @@ def _host_setup_script(name: str) -> str:
         mounts.append(f'mount -t overlay "{name}-${{host}}{key}" '
                       f'-o "lowerdir={d},upperdir=$fs/up{key},workdir=$fs/wk{key}" {d}')
     return (_HOST_SETUP.replace("MKDIRS", " ".join(mkdirs)).replace("MOUNTS", "\n".join(mounts))
-            .replace("LABNAME", name))
+            .replace("LABNAME", name).replace("STOCKBASHRC", STOCK_ROOT_BASHRC))
 
 
 def _sshd_config(state: str, host: dict[str, Any]) -> str:

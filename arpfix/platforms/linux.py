@@ -260,12 +260,12 @@ def desired_state(facts: dict[str, Any], host: Host, inventory: Inventory) -> De
         stack = facts.get("stack", {})
         if stack.get("networkd_running") and method != "dummy":
             body = "# Written by arpfix: VIPs on lo for Direct Routing.\n[Match]\nName=lo\n\n"
-            for dev, cidr, label, scope in addresses:
+            for _dev, cidr, label, scope in addresses:
                 body += f"[Address]\nAddress={cidr}\nScope={scope}\n" + (f"Label={label}\n" if label else "") + "\n"
             files.append((NETWORKD_FILE, body, "644"))
         if stack.get("ifupdown") and stack.get("ifupdown_sources_d") and method != "dummy":
             body = "# Written by arpfix: VIPs on lo for Direct Routing.\niface lo inet manual\n"
-            for dev, cidr, label, scope in addresses:
+            for _dev, cidr, label, scope in addresses:
                 extra = (f" label {label}" if label else "") + f" scope {scope}"
                 body += f"    up ip addr add {cidr} dev lo{extra} || true\n    down ip addr del {cidr} dev lo || true\n"
             files.append((IFUPDOWN_FILE, body, "644"))
@@ -444,7 +444,7 @@ def audit(facts: dict[str, Any], host: Host, inventory: Inventory) -> list[Findi
                 f"arp effective on {dev}", ok, {"arp_ignore": ignore, "arp_announce": 2},
                 {"arp_ignore": values.get("arp_ignore"), "arp_announce": values.get("arp_announce")},
                 "" if ok else "another interface on this host could answer ARP for the VIP", source="runtime"))
-    for dev, cidr, label, scope in want.addresses:
+    for dev, cidr, _label, scope in want.addresses:
         address, prefix = cidr.split("/")
         places = _where_is(facts, address)
         actual = [f"{name}/{p}" + (f" scope {s}" if s and s != "global" else "") for name, p, _, s in places]

@@ -1,14 +1,16 @@
-"""SSH transport (paramiko): strict host keys by default, one script per round trip.
+"""SSH transport (paramiko): strict host keys by default, one remote shell per host and run.
 
-The script is sent on stdin to `sh -s` (or `sudo -n sh -s`), so nothing from it appears on a
-command line or in the remote process list, and its length is not limited by ARG_MAX.
+Scripts are sent on stdin to `sh -s` (or `sudo -n sh -s`), so nothing from them appears on a
+command line or in the remote process list, and their length is not limited by ARG_MAX. The same
+remote shell runs every script of one command (facts, then the change), one login per host.
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import socket
+import secrets
+import select
 import threading
 import time
 from typing import Any
@@ -63,6 +65,7 @@ class SshTransport:
         self.settings = host.ssh
         self.trust_on_first_use = trust_on_first_use
         self.client: paramiko.SSHClient | None = None
+        self._channel: paramiko.Channel | None = None
 
     # -- connection --------------------------------------------------------------------------
     def _connect(self) -> paramiko.SSHClient:
@@ -113,7 +116,7 @@ class SshTransport:
         except paramiko.AuthenticationException:
             client.close()
             raise TransportError(f"{name}: authentication failed for user {settings.user!r}") from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             client.close()
             raise TransportError(
                 f"{name}: connection to {self.host.connect}:{settings.port} timed out after {settings.connect_timeout:g}s"
@@ -126,84 +129,130 @@ class SshTransport:
         return client
 
     # -- running -----------------------------------------------------------------------------
-    def run_raw(self, script: str, *, timeout: float | None = None) -> tuple[str, str, int]:
-        """Run a script, return (stdout, stderr, exit code). Bounded by the command timeout."""
+    # One remote shell per host and run: `sh -s` on one channel, fed one script after another.
+    # Each script runs in a subshell with stdin from /dev/null and is followed by a marker that
+    # carries its exit status, so facts -> (plan in Python) -> change costs one login, not two.
+    def _open_shell(self, limit: float) -> paramiko.Channel:
         client = self._connect()
-        limit = timeout if timeout is not None else self.settings.command_timeout
-        # The login shell's startup files (~/.bashrc) run before our command and may read stdin: the
-        # script is sent only after the remote shell says it is ready, so nothing can swallow it.
+        transport = client.get_transport()
+        if transport is None or not transport.is_active():
+            raise TransportError(f"{self.host.name}: connection lost")
+        # The login shell's startup files (~/.bashrc) run before our command and may read stdin:
+        # scripts are sent only after the remote shell says it is ready, so nothing can swallow them.
         command = f"sh -c {sh_quote(READY_BOOTSTRAP)}"
         if self.settings.sudo and self.settings.user != "root":
             command = f"sudo -n sh -c {sh_quote(READY_BOOTSTRAP)}"
-        name = self.host.name
-        try:
-            transport = client.get_transport()
-            if transport is None or not transport.is_active():
-                raise TransportError(f"{name}: connection lost")
-            channel = transport.open_session(timeout=self.settings.connect_timeout)
-            channel.settimeout(limit)
-            channel.exec_command(command)
-            stdout, stderr = bytearray(), bytearray()
-            deadline = time.monotonic() + limit
-            while READY_MARKER not in stdout:
-                if channel.recv_ready():
-                    stdout += channel.recv(65536)
-                elif channel.recv_stderr_ready():
-                    stderr += channel.recv_stderr(65536)
-                elif channel.exit_status_ready():
-                    break
-                elif time.monotonic() > deadline:
+        channel = transport.open_session(timeout=self.settings.connect_timeout)
+        channel.settimeout(limit)
+        channel.exec_command(command)
+        stdout, stderr = bytearray(), bytearray()
+        deadline = time.monotonic() + limit
+        while READY_MARKER not in stdout:
+            if not self._receive(channel, stdout, stderr):
+                if channel.exit_status_ready() or channel.closed or channel.eof_received:
+                    err = stderr.decode("utf-8", "replace")
                     channel.close()
-                    raise TransportError(f"{name}: the remote shell did not start within {limit:g}s")
-                else:
-                    channel.status_event.wait(0.01)
-            if READY_MARKER in stdout:
-                del stdout[: stdout.index(READY_MARKER) + len(READY_MARKER)]  # drop login noise
-                channel.sendall(script.encode("utf-8"))
-            channel.shutdown_write()
-            while True:
-                if channel.recv_ready():
-                    stdout += channel.recv(65536)
-                    continue
-                if channel.recv_stderr_ready():
-                    stderr += channel.recv_stderr(65536)
-                    continue
-                # sshd may send exit-status before the last output: finish only at end of stream
-                if (channel.eof_received or channel.closed) and channel.exit_status_ready() \
-                        and not channel.recv_ready() and not channel.recv_stderr_ready():
-                    break
+                    if "password is required" in err:
+                        raise TransportError(f"{self.host.name}: sudo needs a password; allow NOPASSWD for arpfix's user")
+                    tail = (err.strip().splitlines() or ["no output"])[-1]
+                    raise TransportError(redact(f"{self.host.name}: the remote shell did not start ({tail})"))
                 if time.monotonic() > deadline:
                     channel.close()
+                    raise TransportError(f"{self.host.name}: the remote shell did not start within {limit:g}s")
+                select.select([channel], [], [], 0.05)
+        return channel
+
+    @staticmethod
+    def _receive(channel: paramiko.Channel, stdout: bytearray, stderr: bytearray) -> bool:
+        got = False
+        while channel.recv_ready():
+            stdout += channel.recv(65536)
+            got = True
+        while channel.recv_stderr_ready():
+            stderr += channel.recv_stderr(65536)
+            got = True
+        return got
+
+    def run_raw(self, script: str, *, timeout: float | None = None) -> tuple[str, str, int]:
+        """Run a script on this host's remote shell, return (stdout, stderr, exit code).
+
+        Bounded by the command timeout; a timeout or a lost connection ends the remote shell."""
+        limit = timeout if timeout is not None else self.settings.command_timeout
+        name = self.host.name
+        try:
+            if self._channel is None or self._channel.closed or self._channel.exit_status_ready():
+                self._close_channel()
+                self._channel = self._open_shell(limit)
+            channel = self._channel
+            channel.settimeout(limit)
+            marker = f"ARPFIX-DONE-{secrets.token_hex(8)}"
+            body = script.rstrip("\n")
+            channel.sendall(
+                f"(\n{body}\n) </dev/null\n"
+                f"printf '\\n{marker} %s\\n' \"$?\"; printf '\\n{marker}\\n' >&2\n".encode())
+            out_marker, err_marker = ("\n" + marker + " ").encode(), ("\n" + marker + "\n").encode()
+            stdout, stderr = bytearray(), bytearray()
+            deadline = time.monotonic() + limit
+            transport = channel.get_transport()
+            while True:
+                if self._receive(channel, stdout, stderr):
+                    at = stdout.find(out_marker)
+                    if at >= 0 and stdout.find(b"\n", at + len(out_marker)) >= 0 and err_marker in stderr:
+                        break
+                    if time.monotonic() <= deadline:
+                        continue
+                elif channel.closed or channel.eof_received or channel.exit_status_ready():
+                    self._receive(channel, stdout, stderr)
+                    if stdout.find(out_marker) >= 0 and err_marker in stderr:
+                        break
+                    code = channel.recv_exit_status() if channel.exit_status_ready() else -1
+                    self._close_channel()
+                    if code == -1:
+                        raise TransportError(f"{name}: connection lost before the script finished")
+                    tail = (stderr.decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
+                    raise TransportError(
+                        redact(f"{name}: the remote shell ended (exit {code}) before the script finished: {tail}"))
+                if time.monotonic() > deadline:
+                    self._close_channel()
                     raise TransportError(f"{name}: remote script timed out after {limit:g}s")
                 if transport is None or not transport.is_active():
+                    self._close_channel()
                     raise TransportError(f"{name}: connection lost while the script ran")
-                channel.status_event.wait(0.05)
-            exit_code = channel.recv_exit_status()
-            # drain anything that arrived with the exit status
-            while channel.recv_ready():
-                stdout += channel.recv(65536)
-            while channel.recv_stderr_ready():
-                stderr += channel.recv_stderr(65536)
-            channel.close()
+                select.select([channel], [], [], 0.05)
         except TransportError:
             raise
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
+            self._close_channel()
             raise TransportError(f"{name}: remote script timed out after {limit:g}s") from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
+            self._close_channel()
             raise TransportError(redact(f"{name}: connection lost: {exc or type(exc).__name__}")) from None
-        if exit_code == -1:
-            raise TransportError(f"{name}: connection lost before the script finished")
-        out = stdout.decode("utf-8", "replace")
-        err = stderr.decode("utf-8", "replace")
-        if exit_code != 0 and "sudo" in command and "password is required" in err:
-            raise TransportError(f"{name}: sudo needs a password; allow NOPASSWD for arpfix's user")
+        at = stdout.find(out_marker)
+        status_line = stdout[at + len(out_marker):].split(b"\n", 1)[0]
+        exit_code = int(status_line) if status_line.strip().isdigit() else 1
+        out = stdout[:at].decode("utf-8", "replace")
+        err = stderr[: stderr.find(err_marker)].decode("utf-8", "replace")
         return out, err, exit_code
+
+    def _close_channel(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            try:
+                channel.close()
+            except Exception:  # noqa: BLE001 - closing a dead channel must never mask the real error
+                pass
 
     def run_script(self, script: str, *, timeout: float | None = None) -> dict[str, Any]:
         out, err, exit_code = self.run_raw(script, timeout=timeout)
         return parse_json_output(self.host.name, out, redact(err), exit_code)
 
     def close(self) -> None:
+        if self._channel is not None:
+            try:
+                self._channel.shutdown_write()  # the remote `sh -s` sees end of input and exits
+            except Exception:  # noqa: BLE001 - the connection may already be gone
+                pass
+        self._close_channel()
         if self.client is not None:
             self.client.close()
             self.client = None

@@ -122,7 +122,7 @@ class Topology:
         self._ns(ns)
         run("ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", self.seg)
         run("ip", "-n", self.seg, "link", "set", port, "master", "br0", "up")
-        for k, addr in enumerate(addrs):
+        for _k, addr in enumerate(addrs):
             run("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
             last = addr.rsplit(".", 1)[1]
             run("ip", "-n", ns, "addr", "add", f"fd77::{last}/64", "dev", "eth0", "nodad")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import string
 
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from arpfix.errors import UsageError
 from arpfix.inventory import load_inventory

@@ -1,0 +1,71 @@
+"""The SSH transport's remote shell, against a real sshd: several scripts, one login, clean failures."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from arpfix.errors import TransportError
+from arpfix.inventory import load_inventory
+from arpfix.transport.ssh import SshTransport
+
+pytestmark = pytest.mark.lab
+PID = 'printf \'{"shell": %s}\\n\' "$$"'
+
+
+@pytest.fixture
+def transport(lab):
+    t = SshTransport(load_inventory(lab.inventory_path).hosts["rs1"])
+    yield t
+    t.close()
+
+
+def sh_processes(lab):
+    """Remote `sh -s` shells still alive on rs1 (what arpfix's sessions leave behind)."""
+    out = lab.exec("rs1", ["sh", "-c", "ps -eo pid=,args= | grep -x '[ 0-9]*sh -s' || true"]).stdout
+    return [line.split()[0] for line in out.splitlines()]
+
+
+def test_scripts_of_one_run_share_one_remote_shell_and_close_leaves_nothing(lab, transport):
+    first = transport.run_script(PID)["shell"]
+    # state set by one script does not leak into the next (each runs in a subshell)
+    assert transport.run_script('X=leaked; cd /tmp; printf \'{"ok": 1}\\n\'') == {"ok": 1}
+    assert transport.run_script('printf \'{"x": "%s", "pwd": "%s"}\\n\' "${X:-}" "$PWD"') == {"x": "", "pwd": "/root"}
+    assert transport.run_script(PID)["shell"] == first
+    assert str(first) in sh_processes(lab)
+    transport.close()
+    deadline = time.monotonic() + 5
+    while str(first) in sh_processes(lab) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert str(first) not in sh_processes(lab)
+
+
+def test_exit_stdin_and_failures_stay_inside_one_script(transport):
+    first = transport.run_script(PID)["shell"]
+    # `exit` ends only that script; a script that reads stdin sees end of input, not the next script
+    assert transport.run_script('printf \'{"a": 1}\\n\'; exit 0; echo never') == {"a": 1}
+    assert transport.run_script('n=$(cat | wc -c); printf \'{"stdin": %s}\\n\' "$n"') == {"stdin": 0}
+    with pytest.raises(TransportError, match=r"rs1: remote script failed: boom"):
+        transport.run_script('echo "boom" >&2; exit 3')
+    # output without a final newline, then a large output, still framed exactly
+    assert transport.run_script('printf \'{"nl": false}\'') == {"nl": False}
+    big = transport.run_script('printf \'{"big": "\'; head -c 300000 /dev/zero | tr "\\0" x; printf \'"}\\n\'')
+    assert big["big"] == "x" * 300000
+    assert transport.run_script(PID)["shell"] == first
+
+
+def test_a_timeout_ends_the_shell_and_the_next_script_gets_a_new_one(transport):
+    first = transport.run_script(PID)["shell"]
+    started = time.monotonic()
+    with pytest.raises(TransportError, match=r"rs1: remote script timed out after 1s"):
+        transport.run_script("sleep 30", timeout=1)
+    assert time.monotonic() - started < 5
+    assert transport.run_script(PID)["shell"] != first
+
+
+def test_a_shell_killed_mid_script_is_reported_and_replaced(lab, transport):
+    first = transport.run_script(PID)["shell"]
+    with pytest.raises(TransportError, match=r"rs1: the remote shell ended \(exit \d+\) before the script finished|rs1: connection lost"):
+        transport.run_script(f"kill -9 {first}; sleep 2")
+    assert transport.run_script(PID)["shell"] != first
