@@ -44,6 +44,13 @@ AUDIT_PLAYBOOK = """\
       changed_when: false
 """
 
+# The end state every tool's apply reaches (and its rollback removes): the ARP sysctls on `all` and
+# the NIC, the sysctl drop-in, the VIP on lo, and the boot-time re-apply (script, unit, enable link).
+VIP_UP = "#!/bin/sh\\nip -o addr show dev lo | grep -q ' {vip}/32 ' || ip addr add {vip}/32 dev lo label lo:arpfix\\n"
+UNIT = ("[Unit]\\nDescription=VIPs on lo for DR\\nAfter=network-online.target\\n[Service]\\nType=oneshot\\n"
+        "ExecStart=/usr/local/lib/arpfix/arpfix-vip-up\\n[Install]\\nWantedBy=multi-user.target\\n")
+WANTS = "/etc/systemd/system/multi-user.target.wants/arpfix-vip.service"
+
 APPLY_PLAYBOOK = """\
 - hosts: real_servers
   gather_facts: false
@@ -58,6 +65,12 @@ APPLY_PLAYBOOK = """\
         mode: "0644"
     - name: VIP on lo
       ansible.builtin.shell: ip -o addr show dev lo | grep -q ' {vip}/32 ' || ip addr add {vip}/32 dev lo label lo:arpfix
+    - name: boot-time script
+      ansible.builtin.copy: {{dest: /usr/local/lib/arpfix/arpfix-vip-up, mode: "0755", content: "{vip_up}"}}
+    - name: boot-time unit
+      ansible.builtin.copy: {{dest: /etc/systemd/system/arpfix-vip.service, mode: "0644", content: "{unit}"}}
+    - name: enable it
+      ansible.builtin.file: {{path: {wants}, src: /etc/systemd/system/arpfix-vip.service, state: link}}
 """
 
 ROLLBACK_PLAYBOOK = """\
@@ -69,14 +82,23 @@ ROLLBACK_PLAYBOOK = """\
     - name: ARP sysctls back
       ansible.builtin.shell: |
         for k in all/arp_ignore all/arp_announce eth0/arp_ignore eth0/arp_announce; do echo 0 > /proc/sys/net/ipv4/conf/$k; done
-        rm -f /etc/sysctl.d/90-arpfix.conf
+    - name: remove the files
+      ansible.builtin.file: {{path: "{{{{ item }}}}", state: absent}}
+      loop: [/etc/sysctl.d/90-arpfix.conf, /usr/local/lib/arpfix/arpfix-vip-up, /etc/systemd/system/arpfix-vip.service, {wants}]
 """
 
 FLOOR_APPLY = ("for k in all eth0; do echo 1 > /proc/sys/net/ipv4/conf/$k/arp_ignore; echo 2 > /proc/sys/net/ipv4/conf/$k/arp_announce; done;"
                " printf 'net.ipv4.conf.all.arp_ignore = 1\\nnet.ipv4.conf.all.arp_announce = 2\\n' > /etc/sysctl.d/90-arpfix.conf;"
-               " ip addr add {vip}/32 dev lo label lo:arpfix")
+               " ip addr add {vip}/32 dev lo label lo:arpfix; mkdir -p /usr/local/lib/arpfix /etc/systemd/system/multi-user.target.wants;"
+               " printf \"{vip_up}\" > /usr/local/lib/arpfix/arpfix-vip-up; chmod 755 /usr/local/lib/arpfix/arpfix-vip-up;"
+               " printf '{unit}' > /etc/systemd/system/arpfix-vip.service; ln -s /etc/systemd/system/arpfix-vip.service {wants}")
 FLOOR_ROLLBACK = ("ip addr del {vip}/32 dev lo; for k in all eth0; do echo 0 > /proc/sys/net/ipv4/conf/$k/arp_ignore;"
-                  " echo 0 > /proc/sys/net/ipv4/conf/$k/arp_announce; done; rm -f /etc/sysctl.d/90-arpfix.conf")
+                  " echo 0 > /proc/sys/net/ipv4/conf/$k/arp_announce; done;"
+                  " rm -f /etc/sysctl.d/90-arpfix.conf /usr/local/lib/arpfix/arpfix-vip-up /etc/systemd/system/arpfix-vip.service {wants}")
+
+
+def fill(template: str, vip: str) -> str:
+    return template.format(vip=vip, vip_up=VIP_UP.format(vip=vip), unit=UNIT, wants=WANTS)
 
 
 def run_timed(argv: list[str], *, env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,),
@@ -154,8 +176,8 @@ def main() -> None:
                                               "gathering = explicit\nretry_files_enabled = False\n"
                                               f"local_tmp = {work}/tmp\n[ssh_connection]\npipelining = True\n")
             (work / "audit.yml").write_text(AUDIT_PLAYBOOK)
-            (work / "apply.yml").write_text(APPLY_PLAYBOOK.format(vip=vip))
-            (work / "rollback.yml").write_text(ROLLBACK_PLAYBOOK.format(vip=vip))
+            (work / "apply.yml").write_text(fill(APPLY_PLAYBOOK, vip))
+            (work / "rollback.yml").write_text(fill(ROLLBACK_PLAYBOOK, vip))
             env = {**os.environ, "ANSIBLE_CONFIG": str(work / "ansible.cfg"), "ANSIBLE_HOME": str(work / "home")}
             times: dict[str, list[float]] = {k: [] for k in ("arpfix audit", "ansible audit", "floor audit",
                                                              "arpfix apply", "ansible apply", "floor apply",
@@ -177,8 +199,8 @@ def main() -> None:
                 if not args.skip_ansible:
                     times["ansible apply"].append(run_timed([ansible, "-i", str(work / "hosts.ini"), str(work / "apply.yml")], env=env)[0])
                     times["ansible rollback"].append(run_timed([ansible, "-i", str(work / "hosts.ini"), str(work / "rollback.yml")], env=env)[0])
-                times["floor apply"].append(floor(servers, key, known_hosts, FLOOR_APPLY.format(vip=vip), None))
-                times["floor rollback"].append(floor(servers, key, known_hosts, FLOOR_ROLLBACK.format(vip=vip), None))
+                times["floor apply"].append(floor(servers, key, known_hosts, fill(FLOOR_APPLY, vip), None))
+                times["floor rollback"].append(floor(servers, key, known_hosts, fill(FLOOR_ROLLBACK, vip), None))
             medians = {k: statistics.median(v) for k, v in times.items() if v}
             for job in ("audit", "apply", "rollback"):
                 a, f = medians[f"arpfix {job}"], medians[f"floor {job}"]

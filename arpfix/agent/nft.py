@@ -81,9 +81,10 @@ def render_update(config: AgentConfig, tables: dict[str, list[str | None]], flus
     return "\n".join(lines) + "\n"
 
 
-def load(text: str) -> None:
-    """Apply a batch in one transaction."""
-    result = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True, check=False)
+def load(text: str, *, check_only: bool = False) -> None:
+    """Apply a batch in one transaction (check_only: the kernel validates it and nothing changes)."""
+    result = subprocess.run(["nft", *(["--check"] if check_only else []), "-f", "-"], input=text,
+                            capture_output=True, text=True, check=False)
     if result.returncode != 0:
         first = (result.stderr.strip().splitlines() or ["nft failed"])[0]
         raise ArpfixError(f"nft refused the agent's ruleset: {first}")

@@ -1,8 +1,9 @@
 """`arpfix agent run`: the foreground loop.
 
-Start: replace stale state (a previous agent killed with SIGKILL leaves its table, its VIP
-addresses and its state file), resolve the real servers' MACs, probe and claim the VIPs, load the
-data plane, then check health every interval and rewrite the slot tables when health or drains
+Start: take over stale state (a previous agent killed with SIGKILL leaves its table, its VIP
+addresses and its state file: the table keeps forwarding and wanted VIPs stay claimed until the new
+ruleset replaces them in one transaction), resolve the real servers' MACs, probe and claim the VIPs,
+load the data plane, then check health every interval and rewrite the slot tables when health or drains
 change. SIGTERM/SIGINT: remove everything installed (table, VIP addresses, state file), exit 0.
 SIGHUP: reload the inventory and apply the difference. SIGUSR1: re-read the control file (drains).
 """
@@ -120,25 +121,39 @@ class Agent:
         return Checker(targets, rise=self.rise, fall=self.fall, timeout=min(1.0, max(0.2, self.interval)),
                        dr_paths=dr_paths)
 
-    def recover_stale(self) -> None:
-        """Remove what an agent that died without cleaning up left behind."""
+    def recover_stale(self, wanted: cfg.AgentConfig) -> None:
+        """Take over what an agent that died without cleaning up (SIGKILL, a crash) left behind.
+
+        Its nft table keeps forwarding until this agent's first full load replaces it in one
+        transaction, and its VIP addresses that the inventory still wants stay where they are: a
+        crash and restart does not interrupt traffic. Every other address it claimed is removed."""
         old = read_json(self.state_file)
-        if old:
-            pid = int(old.get("pid", 0))
-            if pid and pid != os.getpid() and pid_alive(pid) and old.get("netns") == _netns_id():
-                raise ArpfixError(f"an agent is already running (pid {pid}, state {self.state_file})")
-            for item in old.get("claims", []):
-                if vip.release(vip.Claim(item["address"], item["interface"], int(item["prefix"]))):
-                    self.log(f"removed stale VIP {item['address']} from {item['interface']}")
-            os.unlink(self.state_file)
-        if nft.delete():
-            self.log(f"removed stale nft table netdev {nft.TABLE}")
+        if not old:
+            if nft.delete():
+                self.log(f"removed stale nft table netdev {nft.TABLE} (no state file describes it)")
+            return
+        pid = int(old.get("pid", 0))
+        if pid and pid != os.getpid() and pid_alive(pid) and old.get("netns") == _netns_id():
+            raise ArpfixError(f"an agent is already running (pid {pid}, state {self.state_file})")
+        keep = {(str(v.address), wanted.interface) for v in wanted.vips}
+        for item in old.get("claims", []):
+            stale = vip.Claim(item["address"], item["interface"], int(item["prefix"]))
+            if (stale.address, stale.interface) in keep and vip.present(stale.address, stale.interface):
+                self.claims.append(stale)
+                self.log(f"adopted stale VIP {stale.address} on {stale.interface} (pid {pid} left it)")
+            elif vip.release(stale):
+                self.log(f"removed stale VIP {stale.address} from {stale.interface}")
+        if nft.exists():
+            self.log(f"adopted stale nft table netdev {nft.TABLE}: it forwards until the new ruleset replaces it")
+        self.write_partial()
 
     def _choose_mode(self) -> str:
+        """auto: nft when the kernel accepts the agent's ruleset (`nft --check`: validated by the
+        kernel, nothing changes, so a data plane still forwarding is never disturbed), else afpacket."""
         if self.requested != "auto":
             return self.requested
         try:
-            nft.load(nft.render(self.config, self.agent_mac, {}, mode="nft"))  # type: ignore[arg-type]
+            nft.load(nft.render(self.config, self.agent_mac, {}, mode="nft"), check_only=True)  # type: ignore[arg-type]
             return "nft"
         except ArpfixError as exc:
             self.log(f"nft data plane unavailable ({exc}); using the afpacket fallback")
@@ -250,7 +265,7 @@ class Agent:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             signal.signal(signum, self._signal)
         self._lock = _netns_lock()  # before the try: if another agent runs, touch nothing of its
-        self.recover_stale()
+        self.recover_stale(validated)
         try:
             self.config = self._load_config(validated)
             self._claim_all()
@@ -272,6 +287,8 @@ class Agent:
         assert self.config
         for v in self.config.vips:
             address = str(v.address)
+            if any(c.address == address and c.interface == self.config.interface for c in self.claims):
+                continue  # adopted from an agent that died; already ours
             if not vip.present(address, self.config.interface):
                 others = vip.probe(self.config.interface, self.agent_mac, address)
                 if others and not self.force_claim:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -308,11 +309,131 @@ def test_sigkill_then_start_recovers(topo, agent):
     a.proc.wait(timeout=5)
     assert agent_has_table(topo) and agent_has_vip(topo)  # the stale state a crash leaves
     a.start()
-    assert "removed stale" in a.output()
+    assert "adopted stale VIP" in a.output() and "adopted stale nft table" in a.output()
     results = connect(topo, topo.client_addrs[:4], n=2)
     assert all(not s.startswith("ERR") for _, s in results), results
     assert a.stop() == 0
     assert not agent_has_table(topo) and not agent_has_vip(topo)
+
+
+LOAD = r"""
+import json, os, socket, sys, time
+addrs, vip, stop = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+i = 0
+while not os.path.exists(stop):
+    a = addrs[i % len(addrs)]; i += 1
+    s = socket.socket(); s.bind((a, 0)); s.settimeout(1.0)
+    t = time.time()
+    try:
+        s.connect((vip, 80)); r = s.recv(200).decode().split()[0]
+    except OSError as e:
+        r = "ERR " + type(e).__name__
+    finally:
+        s.close()
+    print(json.dumps([t, time.time(), a, r]), flush=True)
+    time.sleep(0.01)
+"""
+
+
+def ruleset_problem(topo, macs):
+    """None when the agent namespace holds exactly one complete agent table (or none), else what is wrong."""
+    tables = topo_mod.run("nft", "list", "tables", "netdev", ns=topo.agent).stdout.split()
+    ours = [t for t in tables if t.startswith("arpfix")]
+    if not ours:
+        return None
+    if ours != ["arpfix_agent"]:
+        return f"tables {ours}"
+    listing = json.loads(topo_mod.run("nft", "-j", "list", "table", "netdev", "arpfix_agent", ns=topo.agent).stdout)
+    items = [next(iter(x.items())) for x in listing["nftables"] if "metainfo" not in x]
+    chains = {v["name"] for k, v in items if k == "chain"}
+    if not {"ingress", "vip_0", "out"} <= chains:
+        return f"chains {sorted(chains)}"
+    slots = next((v for k, v in items if k == "map" and v["name"] == "slots_0"), None)
+    if slots is None:
+        return "no slot map"
+    targets = {e[1] for e in slots.get("elem", [])}
+    if len(slots.get("elem", [])) != 256 or not targets <= macs:
+        return f"slot map: {len(slots.get('elem', []))} slots to {sorted(targets)}"
+    return None
+
+
+def test_continuous_load_through_server_death_reload_and_restarts(topo, agent, tmp_path):
+    """Issue 8's drill: connections run all the time while a server dies, the agent reloads a new
+    inventory, is SIGKILLed and started again, and is stopped (SIGTERM) and started again."""
+    a = agent().start()
+    macs = {topo.mac(ns) for ns in topo.servers}
+    stop = tmp_path / "stop"
+    load = subprocess.Popen(["ip", "netns", "exec", topo.client, sys.executable, "-c", LOAD,
+                             json.dumps(topo.client_addrs), topo_mod.VIP, str(stop)], stdout=subprocess.PIPE, text=True)
+    samples, sampling = [], [True]
+
+    def sample():
+        while sampling[0]:
+            samples.append((time.time(), ruleset_problem(topo, macs), agent_has_table(topo)))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    events = {}
+    rs3 = topo.server(3)
+    try:
+        time.sleep(1.5)
+        events["rs3 dies"] = time.time()
+        topo_mod.run("ip", "link", "set", "eth0", "down", ns=rs3)
+        a.wait_health("rs3", up=False)
+        events["rs3 marked down"] = time.time()
+        time.sleep(1.5)
+        with open(a.inv, "w") as handle:
+            handle.write(topo.inventory_yaml(servers=[1, 2]))
+        events["SIGHUP"] = time.time()
+        a.proc.send_signal(signal.SIGHUP)
+        end = time.time() + 8
+        while time.time() < end and len(a.state()["vips"][0]["servers"]) != 2:
+            time.sleep(0.05)
+        time.sleep(1.5)
+        events["SIGKILL"] = time.time()
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait(timeout=5)
+        time.sleep(1.0)
+        a.start()
+        events["restarted after SIGKILL"] = time.time()
+        time.sleep(1.5)
+        events["SIGTERM"] = time.time()
+        assert a.stop() == 0
+        a.start()
+        events["restarted after SIGTERM"] = time.time()
+        time.sleep(1.5)
+    finally:
+        stop.touch()
+        out, _ = load.communicate(timeout=10)
+        sampling[0] = False
+        sampler.join()
+        topo_mod.run("ip", "link", "set", "eth0", "up", ns=rs3)
+    results = [json.loads(line) for line in out.splitlines()]
+    dead_window = (events["rs3 dies"], events["rs3 marked down"] + 0.3)
+    gap = (events["SIGTERM"], events["restarted after SIGTERM"] + 0.3)
+
+    def inside(window, started, ended):
+        return started < window[1] and ended > window[0]
+
+    failures = [r for r in results if r[3].startswith("ERR")]
+    unexplained = [r for r in failures if not inside(dead_window, r[0], r[1]) and not inside(gap, r[0], r[1])]
+    in_dead = sum(1 for r in failures if inside(dead_window, r[0], r[1]))
+    summary = (f"{len(results)} connections, {len(failures)} failed ({in_dead} while rs3 was dead and not yet "
+               f"detected, {len(failures) - in_dead} in the SIGTERM restart gap); events "
+               + ", ".join(f"{k} +{v - results[0][0]:.2f}s" for k, v in events.items()))
+    print(summary)
+    assert len(results) > 200, summary
+    assert not unexplained, (summary, unexplained[:5], a.output())
+    assert not [r for r in results if r[3] == "rs3" and r[0] > events["rs3 marked down"] + 0.3], summary
+    # SIGHUP and SIGKILL + start did not interrupt anything: successes on both sides of each event
+    for event in ("SIGHUP", "SIGKILL", "restarted after SIGKILL"):
+        around = [r for r in results if abs(r[0] - events[event]) < 1.0]
+        assert around and all(not r[3].startswith("ERR") for r in around), (event, around)
+    problems = [(t, p) for t, p, _ in samples if p]
+    assert len(samples) > 50 and not problems, problems[:3]
+    absent = [t for t, _, present in samples if not present]
+    assert all(gap[0] <= t <= gap[1] for t in absent), "the table was missing outside the SIGTERM restart"
 
 
 def test_afpacket_fallback_forwards(topo, agent):
