@@ -26,6 +26,8 @@ VIP_UNIT = "/etc/systemd/system/arpfix-vip.service"
 VIP_UNIT_LINK = "/etc/systemd/system/multi-user.target.wants/arpfix-vip.service"
 NETWORKD_FILE = "/etc/systemd/network/10-arpfix-lo.network"
 IFUPDOWN_FILE = "/etc/network/interfaces.d/arpfix"
+NM_FILE = "/etc/NetworkManager/system-connections/arpfix-lo.nmconnection"
+NM_LOOPBACK_SINCE = (1, 42)
 IFCFG_LO = "/etc/sysconfig/network-scripts/ifcfg-lo"
 BLOCK_BEGIN = "# BEGIN arpfix: VIPs for Direct Routing (do not edit inside this block)"
 BLOCK_END = "# END arpfix"
@@ -180,6 +182,8 @@ def parse_facts(raw: dict[str, Any]) -> dict[str, Any]:
         "stack": raw.get("stack") or {},
         "listening": listening,
         "firewall": [line for line in (raw.get("firewall") or "").splitlines() if line.strip()],
+        "redirect_rules": [line.strip() for line in (raw.get("redirect_rules") or "").splitlines() if line.strip()],
+        "redirect_files": [line.strip() for line in (raw.get("redirect_files") or "").splitlines() if line.strip()],
         "journal": journal,
         "files": files,
         "vips_present": vips_present,
@@ -237,12 +241,12 @@ def desired_state(facts: dict[str, Any], host: Host, inventory: Inventory) -> De
     nic = nic_for(facts, host)
     method = host.method
     sysctls: list[tuple[str, str, str, int]] = []
-    if any(v.family == 4 for v in vips):
+    if method != "redirect" and any(v.family == 4 for v in vips):  # redirect: the VIP is never on the host
         ignore = 3 if method == "host-scope" else 1
         for dev in ("all", nic) if nic else ("all",):
             sysctls.append(("ipv4", dev, "arp_ignore", ignore))
             sysctls.append(("ipv4", dev, "arp_announce", 2))
-    if any(v.family == 6 for v in vips):
+    if method != "redirect" and any(v.family == 6 for v in vips):
         sysctls.append(("ipv6", "lo", "accept_dad", 0))
         sysctls.append(("ipv6", "lo", "dad_transmits", 0))
     addresses = tuple(_vip_target(v, method) for v in vips) if method != "redirect" else ()
@@ -263,6 +267,8 @@ def desired_state(facts: dict[str, Any], host: Host, inventory: Inventory) -> De
             for _dev, cidr, label, scope in addresses:
                 body += f"[Address]\nAddress={cidr}\nScope={scope}\n" + (f"Label={label}\n" if label else "") + "\n"
             files.append((NETWORKD_FILE, body, "644"))
+        if method == "loopback" and nm_profile_problem(facts, addresses) is None:
+            files.append((NM_FILE, nm_keyfile(host.name, facts, addresses), "600"))
         if stack.get("ifupdown") and stack.get("ifupdown_sources_d") and method != "dummy":
             body = "# Written by arpfix: VIPs on lo for Direct Routing.\niface lo inet manual\n"
             for _dev, cidr, label, scope in addresses:
@@ -274,6 +280,56 @@ def desired_state(facts: dict[str, Any], host: Host, inventory: Inventory) -> De
             files.append((IFCFG_LO, ifcfg_lo_with_vips(current if isinstance(current, str) else None,
                                                        [a for a in addresses if ":" not in a[1]]), "644"))
     return Desired(nic, tuple(sysctls), method == "dummy", addresses, tuple(files), link, vips, method)
+
+
+def _version(text: Any) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", str(text or ""))[:3])
+
+
+def nm_profile_problem(facts: dict[str, Any], addresses: tuple[tuple[str, str, str, str], ...]) -> str | None:
+    """None when arpfix writes its NetworkManager loopback profile, else why it does not.
+
+    Activating a loopback profile makes lo hold exactly the profile's addresses (measured with
+    NetworkManager 1.42.4: a foreign address on lo was removed), so arpfix writes one only where lo
+    holds nothing but 127.0.0.1/8, ::1 and the VIPs, and no other loopback profile exists."""
+    stack = facts.get("stack", {})
+    if not stack.get("nm_running"):
+        return "NetworkManager is not running"
+    if _version(stack.get("nm_version")) < NM_LOOPBACK_SINCE:
+        return f"NetworkManager {stack.get('nm_version') or '(version unknown)'} has no loopback profiles (1.42 and later)"
+    # profiles under /run are in memory only (NetworkManager generates one for a lo it merely observes)
+    others = [f for f in str(stack.get("nm_loopback_files") or "").splitlines()
+              if f.strip() and f != NM_FILE and not f.startswith("/run/")]
+    if others:
+        return f"lo already has a NetworkManager profile ({', '.join(others)}): add the VIPs there"
+    wanted = {cidr for _, cidr, _, _ in addresses} | {"127.0.0.1/8", "::1/128"}
+    foreign = [f"{a['address']}/{a['prefixlen']}" for a in facts.get("interfaces", {}).get("lo", {}).get("addresses", [])
+               if f"{a['address']}/{a['prefixlen']}" not in wanted]
+    if foreign:
+        return f"lo holds {', '.join(foreign)}: a loopback profile would remove it when NetworkManager activates it"
+    return None
+
+
+def nm_keyfile(host_name: str, facts: dict[str, Any], addresses: tuple[tuple[str, str, str, str], ...]) -> str:
+    """arpfix's NetworkManager (>= 1.42) loopback profile: 127.0.0.1/8, ::1 and the VIPs on lo.
+
+    NetworkManager 1.42 refuses a loopback profile without a [loopback] section, without ::1 under
+    ipv6 method manual, or with ipv6 method ignore (all measured against the real daemon)."""
+    import uuid
+
+    v4 = ["127.0.0.1/8"] + [cidr for _, cidr, _, _ in addresses if ":" not in cidr]
+    v6 = ["::1/128"] + [cidr for _, cidr, _, _ in addresses if ":" in cidr]
+    has_v6 = any(a["address"] == "::1" for a in facts.get("interfaces", {}).get("lo", {}).get("addresses", []))
+    lines = ["# Written by arpfix: VIPs on lo for Direct Routing. Removed by `arpfix rollback`; do not edit.",
+             "[connection]", "id=arpfix-lo", f"uuid={uuid.uuid5(uuid.NAMESPACE_URL, 'arpfix-lo:' + host_name)}",
+             "type=loopback", "interface-name=lo", "autoconnect=true", "", "[loopback]", "", "[ipv4]", "method=manual"]
+    lines += [f"address{i}={cidr}" for i, cidr in enumerate(v4, 1)]
+    lines += ["", "[ipv6]"]
+    if has_v6 or len(v6) > 1:
+        lines += ["method=manual"] + [f"address{i}={cidr}" for i, cidr in enumerate(v6, 1)]
+    else:
+        lines += ["method=disabled"]
+    return "\n".join(lines) + "\n"
 
 
 def ifcfg_lo_with_vips(current: str | None, addresses: list[tuple[str, str, str, str]]) -> str:
@@ -313,6 +369,30 @@ def _runtime_steps(sysctls: list[tuple[str, str, str, int]], dummy: bool,
     return steps
 
 
+def redirect_rules(vips: tuple[Vip, ...]) -> list[tuple[Vip, Any, str]]:
+    """The NAT REDIRECT rule each VIP service needs under the redirect method (no VIP on the host)."""
+    out = []
+    for vip in vips:
+        l3 = "ip" if vip.family == 4 else "ip6"
+        for service in vip.services:
+            out.append((vip, service, f"{l3} daddr {vip.address} {service.protocol} dport {service.port} redirect"))
+    return out
+
+
+def _redirect_present(lines: list[str], vip: Vip, service: Any) -> bool:
+    """An nft (`daddr VIP ... dport PORT ... redirect`) or iptables (`-d VIP/32 ... --dport PORT -j REDIRECT`) rule."""
+    address, port, proto = str(vip.address), str(service.port), service.protocol
+    for line in lines:
+        words = line.replace("/32", "").replace("/128", "").split()
+        if address not in words or proto not in words:
+            continue
+        nft_ok = "redirect" in words and port in words and "dport" in words
+        ipt_ok = "REDIRECT" in words and "--dport" in words and port in words
+        if nft_ok or ipt_ok:
+            return True
+    return False
+
+
 def _has_address(facts: dict[str, Any], dev: str, cidr: str) -> bool:
     address, prefix = cidr.split("/")
     for a in facts.get("interfaces", {}).get(dev, {}).get("addresses", []):
@@ -343,8 +423,15 @@ def plan_steps(facts: dict[str, Any], host: Host, inventory: Inventory) -> list[
     if not want.vips:
         return out
     if want.method == "redirect":
-        out.append((Change("method redirect", "blocked", None, "nft REDIRECT",
-                           "the redirect method is audited and planned only; apply it by hand"), None))
+        for vip in want.vips:
+            for where in _where_is(facts, vip.address):
+                out.append((Change(f"address {vip.address}", "blocked", f"{where[0]}/{where[1]}", "absent",
+                                   "the redirect method needs the VIP off the host; remove it by hand"), None))
+        for vip, service, rule in redirect_rules(want.vips):
+            if not _redirect_present(facts.get("redirect_rules", []), vip, service):
+                out.append((Change(f"redirect {vip.address} {service}", "blocked", None, rule,
+                                   f"apply by hand (arpfix plans and audits the redirect method, it does not apply it):"
+                                   f" nft add rule {'ip' if vip.family == 4 else 'ip6'} nat prerouting {rule}"), None))
         return out
     if want.nic is None:
         out.append((Change("primary NIC", "blocked", None, str(host.address),
@@ -434,7 +521,7 @@ def audit(facts: dict[str, Any], host: Host, inventory: Inventory) -> list[Findi
                                else f"at boot {source} sets {stored}"),
                 source=source or "none"))
     # every other interface must not answer ARP for the VIP either (effective covers it)
-    if any(v.family == 4 for v in want.vips):
+    if want.method != "redirect" and any(v.family == 4 for v in want.vips):
         ignore = 3 if want.method == "host-scope" else 1
         for dev, values in effective.items():
             if dev in ("lo", want.nic, DUMMY_NAME):
@@ -471,7 +558,30 @@ def audit(facts: dict[str, Any], host: Host, inventory: Inventory) -> list[Findi
         ok = isinstance(current_link, dict) and current_link.get("link") == want.link[1]
         findings.append(Finding("arpfix-vip.service enabled", ok, True, ok, "" if ok else "lost at reboot",
                                 source=want.link[0]))
+    if want.method == "redirect":
+        files_text = facts.get("redirect_files", [])
+        for vip in want.vips:
+            places = [f"{name}/{p}" for name, p, _, _ in _where_is(facts, vip.address)]
+            findings.append(Finding(f"vip {vip.address} off the host", not places, None, places or None,
+                                    "" if not places else "with the redirect method the host must not hold the VIP",
+                                    source="runtime"))
+        for vip, service, rule in redirect_rules(want.vips):
+            live = _redirect_present(facts.get("redirect_rules", []), vip, service)
+            findings.append(Finding(f"redirect {vip.address} {service}", live, rule, "present" if live else None,
+                                    "" if live else "no NAT REDIRECT rule: DR traffic for the VIP is dropped",
+                                    source="nft list ruleset / iptables -t nat"))
+            kept = _redirect_present(files_text, vip, service)
+            findings.append(Finding(f"redirect {vip.address} {service} persisted", kept, rule,
+                                    "present" if kept else None, "" if kept else "lost at reboot: no nftables/iptables "
+                                    "file loads it", source="/etc/nftables.conf, /etc/nftables.d, /etc/iptables"))
     # warnings: never drift
+    stack = facts.get("stack", {})
+    if stack.get("nm_running") and want.method != "dummy" and not any(p == NM_FILE for p, _, _ in want.files):
+        reason = ("the host-scope method needs scope host, which a NetworkManager profile cannot set"
+                  if want.method == "host-scope" else nm_profile_problem(facts, want.addresses))
+        findings.append(Finding("NetworkManager profile", False, NM_FILE, None,
+                                f"not written: {reason}; arpfix-vip.service restores the VIPs at boot",
+                                source="nmcli", severity="warning"))
     multi_homed = sum(
         1 for name, iface in facts.get("interfaces", {}).items()
         if name != "lo" and any(a["family"] == 4 and a["scope"] == "global" for a in iface["addresses"])

@@ -243,3 +243,40 @@ def test_rhel_network_scripts_get_the_vip_with_arpupdate_no(lab_factory):
     arpfix(lab, "audit", check_code=Exit.OK)
     arpfix(lab, "rollback", "--yes", check_code=Exit.OK)
     assert sh(lab, "rs1", "cat /etc/sysconfig/network-scripts/ifcfg-lo") == site
+
+
+def test_redirect_method_is_planned_audited_and_verified_from_the_wire(lab_factory, tmp_path):
+    """redirect: no VIP on the host, a NAT REDIRECT rule per service. arpfix plans it (blocked: applied
+    by hand), audits the runtime rule and the file that loads it at boot, and verify's DR probe gets
+    its SYN-ACK from the VIP through the real kernel's NAT."""
+    import yaml
+
+    lab = lab_factory(hosts=1)
+    vip = lab.status["vip"]
+    inventory = yaml.safe_load(open(lab.inventory_path))
+    inventory["defaults"]["method"] = "redirect"
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump(inventory))
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "arpfix.cli", *args, "-i", str(path)], capture_output=True,
+                              text=True, timeout=180)
+
+    plan = run("plan")
+    assert plan.returncode == Exit.PENDING and f"redirect {vip} tcp/80" in plan.stdout and "apply by hand" in plan.stdout
+    assert run("audit").returncode == Exit.PENDING
+    ruleset = (f"table ip nat {{\n chain prerouting {{\n  type nat hook prerouting priority dstnat;\n"
+               f"  ip daddr {vip} tcp dport 80 redirect\n  ip daddr {vip} tcp dport 443 redirect\n }}\n}}\n")
+    sh(lab, "rs1", f"printf '%s' '{ruleset}' > /etc/nftables.conf && nft -f /etc/nftables.conf")
+    audit = run("audit", "--format", "json")
+    assert audit.returncode == Exit.OK, audit.stdout
+    checks = {f["check"]: f["ok"] for f in json.loads(audit.stdout)["hosts"][0]["findings"]}
+    assert checks[f"redirect {vip} tcp/80 persisted"] and checks[f"vip {vip} off the host"]
+    assert run("plan").returncode == Exit.OK
+    verified = run("verify", "--format", "json")
+    assert verified.returncode == Exit.OK, verified.stdout + verified.stderr
+    probes = json.loads(verified.stdout)["hosts"][0]["probes"]
+    assert probes and all(p["ok"] for p in probes) and any("80" in json.dumps(p) for p in probes), probes
+    # the rule gone at runtime (kept on disk) is drift again
+    sh(lab, "rs1", "nft delete table ip nat")
+    assert run("audit").returncode == Exit.PENDING

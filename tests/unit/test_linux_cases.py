@@ -42,6 +42,8 @@ def test_audit(case):
     assert failing == data["expect"]["failing_checks"]
     status = "drift" if failing else "compliant"
     assert status == data["expect"]["audit_status"]
+    if "warnings" in data["expect"]:
+        assert sorted(f.check for f in findings if not f.ok and f.severity == "warning") == data["expect"]["warnings"]
 
 
 def test_rollback_plan(case):
@@ -64,4 +66,5 @@ def test_the_cases_cover_what_the_issue_names():
     names = {c.stem for c in CASES}
     assert {"fresh_kernel_defaults", "site_values", "compliant_after_apply", "vip_on_nic",
             "vip_slash24_on_lo", "runtime_drift_after_apply", "disk_drift_after_apply",
-            "vip_removed_after_apply", "ipv6_vip"} <= names
+            "vip_removed_after_apply", "ipv6_vip", "networkmanager_142", "networkmanager_foreign_on_lo",
+            "networkmanager_140"} <= names

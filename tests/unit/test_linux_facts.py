@@ -57,3 +57,21 @@ def test_ifcfg_lo_block_is_idempotent_and_keeps_the_site_lines():
     assert "IPADDR2=10.0.0.250\nPREFIX2=32\nARPUPDATE=no\n" in once  # IPADDR1 is the site's
     assert ifcfg_lo_with_vips(once, [("lo", "10.0.0.250/32", "lo:arpfix", "global")]) == once
     assert ifcfg_lo_with_vips(once, []).count("IPADDR2") == 0
+
+
+def test_networkmanager_keyfile_has_what_networkmanager_1_42_requires():
+    """Each rule here is a refusal measured against the real daemon (tests/lab/test_stacks.py runs it)."""
+    from arpfix.platforms.linux import nm_keyfile
+
+    lo = {"interfaces": {"lo": {"addresses": [{"address": "127.0.0.1", "prefixlen": 8},
+                                              {"address": "::1", "prefixlen": 128}]}}}
+    v4 = (("lo", "10.0.0.250/32", "lo:arpfix", "global"),)
+    text = nm_keyfile("rs1", lo, v4)
+    assert "\n[loopback]\n" in text and "type=loopback" in text and "interface-name=lo" in text
+    assert "address1=127.0.0.1/8\naddress2=10.0.0.250/32\n" in text
+    assert "[ipv6]\nmethod=manual\naddress1=::1/128\n" in text  # never `ignore`, never manual without ::1
+    assert nm_keyfile("rs1", lo, v4) == text and nm_keyfile("rs2", lo, v4) != text  # stable uuid per host
+    both = nm_keyfile("rs1", lo, v4 + (("lo", "2001:db8::250/128", "", "global"),))
+    assert "address1=::1/128\naddress2=2001:db8::250/128\n" in both
+    no_v6 = nm_keyfile("rs1", {"interfaces": {"lo": {"addresses": [{"address": "127.0.0.1", "prefixlen": 8}]}}}, v4)
+    assert "[ipv6]\nmethod=disabled\n" in no_v6

@@ -1,0 +1,139 @@
+"""Real network stacks for lab servers, without installing them on the machine.
+
+Installing NetworkManager or ifupdown on the machine that runs the lab would change how that
+machine boots (and on a systemd host, start NetworkManager at once). Instead the Debian packages
+are downloaded (`apt-get download`: nothing is installed) and unpacked into a cache folder; lab
+servers run the binaries from there, each in its own network, mount and D-Bus world:
+
+* ``extract(packages)`` -> the unpacked root (cached under /var/tmp/arpfix-lab-tools);
+* ``start_networkmanager(lab, host, root)``: a private D-Bus system bus in the host's /run and a
+  NetworkManager that manages only ``lo`` (so the SSH path on eth0 is never touched), with
+  ``nmcli`` / ``NetworkManager`` wrappers in the host's own /usr/local. It sees /sys read-only, as
+  in a container: NetworkManager then does not wait for udev, which lab servers do not run.
+The lab's `down` ends every process in the host's namespace, these included.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+CACHE = "/var/tmp/arpfix-lab-tools"
+NM_PACKAGES = ("network-manager", "libnm0", "libndp0", "libteamdctl0", "libmm-glib0", "libjansson4", "libnewt0.52",
+               "libbluetooth3")
+LIBDIR = "usr/lib/x86_64-linux-gnu"
+
+DBUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=/run/dbus/system_bus_socket</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="root"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"""
+
+NM_CONF = """# arpfix lab: NetworkManager manages lo only, never the SSH path
+[main]
+plugins=keyfile
+no-auto-default=*
+[keyfile]
+unmanaged-devices=except:interface-name:lo
+"""
+
+
+def _download(packages: tuple[str, ...], into: str) -> str:
+    run = subprocess.run(["apt-get", "download", *packages], cwd=into, capture_output=True, text=True, check=False)
+    return "" if run.returncode == 0 else (run.stderr.strip().splitlines() or ["apt-get download failed"])[-1]
+
+
+def extract(packages: tuple[str, ...]) -> str:
+    """Unpack the packages (downloaded once) into a cached root; skip the test when impossible."""
+    key = hashlib.sha256(" ".join(packages).encode()).hexdigest()[:12]
+    root = os.path.join(CACHE, f"{packages[0]}-{key}")
+    if os.path.isfile(os.path.join(root, ".complete")):
+        return root
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        pytest.skip("needs apt-get and dpkg-deb to fetch " + ", ".join(packages))
+    os.makedirs(CACHE, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="fetch-", dir=CACHE)
+    try:
+        problem = _download(packages, work)
+        if problem:  # stale or missing package lists: refresh once
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False)
+            problem = _download(packages, work)
+        if problem:
+            pytest.skip(f"cannot download {', '.join(packages)}: {problem}")
+        staging = os.path.join(work, "root")
+        for deb in sorted(glob.glob(os.path.join(work, "*.deb"))):
+            subprocess.run(["dpkg-deb", "-x", deb, staging], check=True, capture_output=True)
+        open(os.path.join(staging, ".complete"), "w").close()
+        shutil.rmtree(root, ignore_errors=True)
+        os.rename(staging, root)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return root
+
+
+def _wrapper(root: str, binary: str) -> str:
+    return f'#!/bin/sh\nLD_LIBRARY_PATH={root}/{LIBDIR} exec {root}/{binary} "$@"\n'
+
+
+def start_networkmanager(lab, host: str, root: str, timeout: float = 30.0) -> None:
+    """Make lab server `host` a NetworkManager host (private D-Bus, NetworkManager on lo only)."""
+    missing = subprocess.run(["sh", "-c", f"LD_LIBRARY_PATH={root}/{LIBDIR} ldd {root}/usr/sbin/NetworkManager"
+                                          " | grep 'not found' || true"], capture_output=True, text=True).stdout
+    if missing.strip():
+        pytest.skip(f"NetworkManager from the package needs libraries this machine lacks: {missing.strip()}")
+    dbus = shutil.which("dbus-daemon") or os.path.join(root, "usr/bin/dbus-daemon")
+    if not os.access(dbus, os.X_OK):
+        pytest.skip("dbus-daemon is missing (apt-get install dbus-daemon)")
+    setup = (
+        "set -e\nmkdir -p /run/dbus /etc/NetworkManager/system-connections /var/lib/NetworkManager /usr/local/bin "
+        "/usr/local/sbin\n"
+        f"cat > /etc/NetworkManager/NetworkManager.conf <<'EOF'\n{NM_CONF}EOF\n"
+        f"cat > /run/dbus/arpfix-lab-bus.conf <<'EOF'\n{DBUS_CONF}EOF\n"
+        f"cat > /usr/local/bin/nmcli <<'EOF'\n{_wrapper(root, 'usr/bin/nmcli')}EOF\n"
+        f"cat > /usr/local/sbin/NetworkManager <<'EOF'\n{_wrapper(root, 'usr/sbin/NetworkManager')}EOF\n"
+        "chmod 755 /usr/local/bin/nmcli /usr/local/sbin/NetworkManager\n"
+        f"{dbus} --config-file=/run/dbus/arpfix-lab-bus.conf --fork --nopidfile >/dev/null\n"
+    )
+    lab.exec(host, ["sh", "-c", setup])
+    start_nm_daemon(lab, host, root, timeout)
+
+
+def start_nm_daemon(lab, host: str, root: str, timeout: float = 30.0) -> None:
+    """Start (or, after `stop_nm_daemon`, restart: what a boot does) the host's NetworkManager."""
+    daemon = ("mount --bind /sys /sys && mount -o remount,ro,bind /sys && "
+              "exec /usr/local/sbin/NetworkManager --debug --log-level=INFO")
+    lab.exec(host, ["sh", "-c", f"nohup unshare -m --propagation private sh -c '{daemon}' "
+                                f">/run/arpfix-lab-nm.log 2>&1 &"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = lab.exec(host, ["sh", "-c", "nmcli -t -f RUNNING,STARTUP general 2>/dev/null || true"]).stdout.strip()
+        if state == "running:started":
+            return
+        time.sleep(0.2)
+    log = lab.exec(host, ["sh", "-c", "tail -25 /run/arpfix-lab-nm.log"], check=False).stdout
+    raise AssertionError(f"NetworkManager did not start on {host}: {log}")
+
+
+def stop_nm_daemon(lab, host: str) -> None:
+    """SIGKILL, as a power cut would: NetworkManager gets no chance to tidy lo on the way down."""
+    pids = lab.exec(host, ["sh", "-c", "for p in $(pgrep -x NetworkManager); do "
+                                       "[ \"$(readlink /proc/$p/ns/net)\" = \"$(readlink /proc/self/ns/net)\" ] "
+                                       "&& echo $p; done; true"]).stdout.split()
+    for pid in pids:
+        os.kill(int(pid), 9)
