@@ -1,7 +1,7 @@
 """The per-host steps behind facts, plan, apply, audit and rollback.
 
-Data flows one way: facts (one round trip) -> plan (pure) -> apply (one round trip: the script
-re-reads, journals, applies and returns the new facts) -> report.
+Data flows one way: facts (one round trip) -> plan (pure) -> apply (one round trip on the same
+session: the script re-reads, journals, applies and returns the new facts) -> report.
 """
 
 from __future__ import annotations
@@ -22,11 +22,16 @@ class RunContext:
     show_script: bool = False
 
 
-def gather(host: Host, ctx: RunContext) -> tuple[Any, Any, dict[str, Any]]:
-    """(platform, open transport, parsed facts): the one facts round trip every command starts with."""
+def gather_raw(host: Host, ctx: RunContext) -> tuple[Any, Any, dict[str, Any]]:
+    """(platform, open transport, the facts script's own JSON): the facts round trip."""
     platform = get_platform(host.platform)
     transport = make_transport(host, ctx.transport_options)
-    raw = transport.run_script(platform.facts_script(host, ctx.inventory))
+    return platform, transport, transport.run_script(platform.facts_script(host, ctx.inventory))
+
+
+def gather(host: Host, ctx: RunContext) -> tuple[Any, Any, dict[str, Any]]:
+    """(platform, open transport, parsed facts): the one facts round trip every command starts with."""
+    platform, transport, raw = gather_raw(host, ctx)
     return platform, transport, platform.parse_facts(raw)
 
 
@@ -47,14 +52,17 @@ def plan(host: Host, ctx: RunContext) -> HostResult:
 
 
 def apply(host: Host, ctx: RunContext) -> HostResult:
-    platform, transport, host_facts = gather(host, ctx)
+    platform, transport, raw_before = gather_raw(host, ctx)
     try:
+        host_facts = platform.parse_facts(raw_before)
         changes = platform.plan(host_facts, host, ctx.inventory)
         if not changes:
             return HostResult(host.name, host.platform, "ok")
         script = platform.apply_script(host_facts, host, ctx.inventory, changes)
         raw = transport.run_script(script)
-        new_facts = platform.parse_facts(raw)
+        # The apply script re-reads what it can change; the rest (OS, routes, listeners, firewall)
+        # comes from the read at the start of this same session.
+        new_facts = platform.parse_facts({**raw_before, **raw})
         remaining = platform.plan(new_facts, host, ctx.inventory)
         applied = raw.get("applied", [])
         if remaining:

@@ -7,6 +7,7 @@ Inside templates, `| sh` and `| ps` are the only ways to put a value into shell 
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,22 @@ def _environment() -> Any:
     return env
 
 
+_compile_lock = threading.Lock()
+
+
 def render(template: str, **values: Any) -> str:
-    """Render templates/<template> with values."""
-    return str(_environment().get_template(template).render(**values))
+    """Render templates/<template> with values. Each template is compiled once, also when many
+    worker threads ask for it at the same moment."""
+    with _compile_lock:
+        compiled = _environment().get_template(template)
+    return str(compiled.render(**values))
+
+
+def render_cached(template: str, **values: Any) -> str:
+    """render() for a script that is the same for every host (values hashable): rendered once."""
+    return _render_cached(template, tuple(sorted(values.items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _render_cached(template: str, items: tuple[tuple[str, Any], ...]) -> str:
+    return render(template, **dict(items))

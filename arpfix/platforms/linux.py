@@ -18,7 +18,7 @@ from typing import Any
 from arpfix import __version__
 from arpfix.model import Change, Finding
 from arpfix.settings import Host, Inventory, Vip
-from arpfix.templating import render
+from arpfix.templating import render, render_cached
 
 SYSCTL_DROPIN = "/etc/sysctl.d/90-arpfix.conf"
 VIP_UP_SCRIPT = "/usr/local/lib/arpfix/arpfix-vip-up"
@@ -117,6 +117,11 @@ def parse_sysctl_values(text: str) -> tuple[dict[str, dict[str, Any]], dict[str,
     return tables["ipv4"], tables["ipv6"]
 
 
+# The facts script's grep for rules, split back into its two kinds.
+FIREWALL_DROP = re.compile(r"ct state.*invalid.*drop|INVALID.*DROP")
+REDIRECT_RULE = re.compile(r"daddr .*redirect| -d .*REDIRECT")
+
+
 def parse_facts(raw: dict[str, Any]) -> dict[str, Any]:
     """Normalise the facts script's JSON into the shape plan and audit read."""
     if "sysctl_values" in raw:
@@ -156,10 +161,19 @@ def parse_facts(raw: dict[str, Any]) -> dict[str, Any]:
     for path, value in (raw.get("files") or {}).items():
         files[path] = value if isinstance(value, dict) else _b64(value)
     listening = []
-    for line in (raw.get("listening") or "").splitlines():
-        proto, _, local = line.partition(" ")
+    # "listening_raw": `ss -Hltnu` lines (protocol is column 1, local address column 5);
+    # "listening": the older "PROTOCOL LOCAL" pairs (captured cases keep that shape)
+    pairs = [(p[0], p[4]) for p in (line.split() for line in (raw.get("listening_raw") or "").splitlines()) if len(p) >= 5]
+    pairs += [(p[0], p[1]) for p in (line.split() for line in (raw.get("listening") or "").splitlines()) if len(p) == 2]
+    for proto, local in pairs:
         address, _, port = local.rpartition(":")
-        listening.append({"protocol": proto, "address": address.strip("[]").split("%")[0], "port": _int(port)})
+        listening.append({"protocol": proto, "address": address.split("%")[0].strip("[]"), "port": _int(port)})
+    firewall_text, redirect_text = raw.get("firewall") or "", raw.get("redirect_rules") or ""
+    for line in (raw.get("rule_lines") or "").splitlines():
+        if FIREWALL_DROP.search(line):
+            firewall_text += "\n" + line
+        elif REDIRECT_RULE.search(line):
+            redirect_text += "\n" + line
     default_route = (raw.get("routes4") or [{}])[0] if raw.get("routes4") else {}
     primary = default_route.get("dev")
     vips_present = [
@@ -181,8 +195,8 @@ def parse_facts(raw: dict[str, Any]) -> dict[str, Any]:
         "sysctl_files": parse_sysctl_files(raw.get("sysctl_files") or ""),
         "stack": raw.get("stack") or {},
         "listening": listening,
-        "firewall": [line for line in (raw.get("firewall") or "").splitlines() if line.strip()],
-        "redirect_rules": [line.strip() for line in (raw.get("redirect_rules") or "").splitlines() if line.strip()],
+        "firewall": [line for line in firewall_text.splitlines() if line.strip()],
+        "redirect_rules": [line.strip() for line in redirect_text.splitlines() if line.strip()],
         "redirect_files": [line.strip() for line in (raw.get("redirect_files") or "").splitlines() if line.strip()],
         "journal": journal,
         "files": files,
@@ -681,7 +695,7 @@ class LinuxPlatform:
     name = "linux"
 
     def facts_script(self, host: Host, inventory: Inventory) -> str:
-        return render("linux/facts.sh.j2", embedded=False)
+        return render_cached("linux/facts.sh.j2", embedded=False)
 
     def parse_facts(self, raw: dict[str, Any]) -> dict[str, Any]:
         return parse_facts(raw)

@@ -137,3 +137,12 @@ def stop_nm_daemon(lab, host: str) -> None:
                                        "&& echo $p; done; true"]).stdout.split()
     for pid in pids:
         os.kill(int(pid), 9)
+    # a restart must find the D-Bus name free: wait until the process is gone and the bus knows it
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        gone = not any(os.path.exists(f"/proc/{pid}") for pid in pids)
+        state = lab.exec(host, ["sh", "-c", "nmcli -t -f RUNNING general 2>/dev/null || true"]).stdout.strip()
+        if gone and state != "running":
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"NetworkManager on {host} still holds its D-Bus name 10 s after SIGKILL")

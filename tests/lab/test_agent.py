@@ -343,7 +343,12 @@ def ruleset_problem(topo, macs):
         return None
     if ours != ["arpfix_agent"]:
         return f"tables {ours}"
-    listing = json.loads(topo_mod.run("nft", "-j", "list", "table", "netdev", "arpfix_agent", ns=topo.agent).stdout)
+    listed = topo_mod.run("nft", "-j", "list", "table", "netdev", "arpfix_agent", ns=topo.agent, check=False)
+    if listed.returncode != 0:
+        # Removed between the two listings (the agent stopping): consistent, just gone.
+        return None if "arpfix_agent" not in topo_mod.run("nft", "list", "tables", "netdev", ns=topo.agent).stdout \
+            else f"table listed but unreadable: {listed.stderr.strip()}"
+    listing = json.loads(listed.stdout)
     items = [next(iter(x.items())) for x in listing["nftables"] if "metainfo" not in x]
     chains = {v["name"] for k, v in items if k == "chain"}
     if not {"ingress", "vip_0", "out"} <= chains:

@@ -75,3 +75,17 @@ def test_networkmanager_keyfile_has_what_networkmanager_1_42_requires():
     assert "address1=::1/128\naddress2=2001:db8::250/128\n" in both
     no_v6 = nm_keyfile("rs1", {"interfaces": {"lo": {"addresses": [{"address": "127.0.0.1", "prefixlen": 8}]}}}, v4)
     assert "[ipv6]\nmethod=disabled\n" in no_v6
+
+
+def test_listening_and_rule_lines_are_split_from_the_raw_commands():
+    facts = parse_facts({
+        "listening_raw": "tcp   LISTEN 0      128          0.0.0.0:22        0.0.0.0:*\n"
+                         "udp   UNCONN 0      0      [fe80::1]%eth0:546           [::]:*",
+        "rule_lines": "ct state invalid drop\nip daddr 10.0.0.5 tcp dport 80 redirect to :8080\n"
+                      "-A PREROUTING -d 10.0.0.5/32 -p tcp -j REDIRECT --to-ports 8080",
+    })
+    assert facts["listening"] == [{"protocol": "tcp", "address": "0.0.0.0", "port": 22},
+                                  {"protocol": "udp", "address": "fe80::1", "port": 546}]
+    assert facts["firewall"] == ["ct state invalid drop"]
+    assert facts["redirect_rules"] == ["ip daddr 10.0.0.5 tcp dport 80 redirect to :8080",
+                                       "-A PREROUTING -d 10.0.0.5/32 -p tcp -j REDIRECT --to-ports 8080"]
