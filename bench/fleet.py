@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -101,12 +102,33 @@ def fill(template: str, vip: str) -> str:
     return template.format(vip=vip, vip_up=VIP_UP.format(vip=vip), unit=UNIT, wants=WANTS)
 
 
+LIVE: list[subprocess.Popen] = []
+
+
+def spawn(argv: list[str], **kwargs) -> subprocess.Popen:
+    """Popen in a process group of its own, so an interrupted benchmark can end it with its children
+    (ansible-playbook's workers, ssh)."""
+    process = subprocess.Popen(argv, start_new_session=True, **kwargs)
+    LIVE.append(process)
+    return process
+
+
+def end_spawned() -> None:
+    for process in LIVE:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    LIVE.clear()
+
+
 def run_timed(argv: list[str], *, env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,),
               stdin: str | None = None) -> tuple[float, int]:
     """Wall time and peak RSS (KiB) of one command."""
     start = time.perf_counter()
-    process = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    process = spawn(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     out, err = process.communicate(stdin)
     elapsed = time.perf_counter() - start
     if process.returncode not in ok:
@@ -117,7 +139,7 @@ def run_timed(argv: list[str], *, env: dict[str, str] | None = None, ok: tuple[i
 def peak_rss_of(argv: list[str], ok: tuple[int, ...]) -> tuple[float, int]:
     start = time.perf_counter()
     with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT)
+        process = spawn(argv, stdout=output, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
         elapsed = time.perf_counter() - start
         code = os.waitstatus_to_exitcode(status)
@@ -136,8 +158,8 @@ def floor(hosts: list[dict], key: str, known_hosts: str, command: str | None, sc
         argv = ["ssh", "-q", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o",
                 f"UserKnownHostsFile={known_hosts}", "-i", key, f"root@{host['ssh_address']}"]
         argv += [command] if command else ["sh", "-s"]
-        processes.append(subprocess.Popen(argv, stdin=subprocess.PIPE if script else subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        processes.append(spawn(argv, stdin=subprocess.PIPE if script else subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
     for process in processes:
         process.communicate(script)
         if process.returncode != 0:
@@ -152,6 +174,8 @@ def main() -> None:
     parser.add_argument("--skip-ansible", action="store_true")
     parser.add_argument("--name", default="afxbench")
     args = parser.parse_args()
+    # SIGTERM ends the run like Ctrl-C: children ended, lab removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     arpfix = [sys.executable, "-m", "arpfix.cli"]
     ansible = shutil.which("ansible-playbook") or str(Path(sys.executable).parent / "ansible-playbook")
     if not args.skip_ansible and not os.access(ansible, os.X_OK):
@@ -211,6 +235,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
             shutil.rmtree(work, ignore_errors=True)
         finally:
+            end_spawned()
             lab_down(args.name)
     from tabulate import tabulate
 
