@@ -2,11 +2,12 @@
 
 For kernels without nftables `fwd` (or for diagnosis). Same slot scheduling as the nft data plane,
 but its own hash (CRC-32 of the flow key), so flows do not keep their server across a switch of
-data plane. The socket uses PACKET_VNET_HDR, so checksum-offload and GSO frames pass through
+data plane. Flows are pinned like the nft pin sets: a flow key seen before goes to the server it
+went to (drain keeps open connections), until PIN_TIMEOUT of silence or until that server fails.
+The socket uses PACKET_VNET_HDR, so checksum-offload and GSO frames pass through
 intact (the kernel finishes them on send). The agent's own kernel would also see the frames and
 answer SYNs for the VIP with RSTs: the ruleset in afpacket mode drops the service traffic at
 netdev ingress, which runs after packet taps, so this socket still gets its copy.
-No per-flow pinning here: a drain moves the drained server's open flows.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
+import time
 import zlib
 from dataclasses import dataclass
 
@@ -22,6 +24,8 @@ SOL_PACKET = 263
 PACKET_VNET_HDR = 15
 PACKET_IGNORE_OUTGOING = 23
 VNET = 10  # sizeof(struct virtio_net_hdr)
+PIN_TIMEOUT = 600.0  # seconds, as the nft pin sets
+PIN_LIMIT = 65536  # flows per VIP, as the nft pin sets' size
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,22 @@ class Forwarder(threading.Thread):
         self.match = {(item.address, item.protocol, item.port): item for item in listeners}
         self.names = dict(names)  # MAC -> server name, for counters
         self.tables: dict[int, list[bytes | None]] = {}
+        self.pins: dict[int, dict[bytes, list]] = {}  # VIP index -> flow key -> [server MAC, last seen]
         self.counters: dict[str, list[int]] = {}
         self.stop_event = threading.Event()
         self.error: str = ""
 
-    def set_table(self, vip: int, macs: list[str | None]) -> None:
-        self.tables[vip] = [bytes(int(p, 16) for p in m.split(":")) if m else None for m in macs]
+    def set_table(self, vip: int, macs: list[str | None], unpin: list[str] = ()) -> None:
+        """New slot table for a VIP; flows pinned to a server in `unpin` (it failed) lose their pin."""
+        self.tables[vip] = [_mac(m) if m else None for m in macs]
+        gone = {_mac(m) for m in unpin}
+        if gone and vip in self.pins:
+            # a copy without them replaces the dict the forwarding thread reads (no shared iteration)
+            self.pins[vip] = {k: v for k, v in list(self.pins[vip].items()) if v[0] not in gone}
+
+    def pinned(self, vip: int, mac: str) -> int:
+        wanted = _mac(mac)
+        return sum(1 for v in list(self.pins.get(vip, {}).values()) if v[0] == wanted)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -71,7 +85,7 @@ class Forwarder(threading.Thread):
         buf = bytearray(65536 + VNET + 64)
         view = memoryview(buf)
         own = self.agent_mac
-        match, tables, counters, names = self.match, self.tables, self.counters, self.names
+        match, tables, counters, names, pins = self.match, self.tables, self.counters, self.names, self.pins
         while not self.stop_event.is_set():
             try:
                 n = sock.recv_into(buf)
@@ -107,9 +121,21 @@ class Forwarder(threading.Thread):
             if not table:
                 continue
             key = src if item.affinity else src + bytes(buf[l4:l4 + 2])
-            mac = table[zlib.crc32(key) & 0xFF]
-            if mac is None:
-                continue
+            now = time.monotonic()
+            flows = pins.get(item.vip)
+            if flows is None:
+                flows = pins[item.vip] = {}
+            pin = flows.get(key)
+            if pin is not None and now - pin[1] < PIN_TIMEOUT:
+                mac = pin[0]
+                pin[1] = now
+            else:
+                mac = table[zlib.crc32(key) & 0xFF]
+                if mac is None:
+                    continue
+                if len(flows) >= PIN_LIMIT:
+                    flows = pins[item.vip] = _pruned(flows, now)
+                flows[key] = [mac, now]
             buf[e:e + 6] = mac
             buf[e + 6:e + 12] = own
             try:
@@ -121,6 +147,19 @@ class Forwarder(threading.Thread):
                 counter = counters[names.get(mac, "?") + f"/{item.vip}"] = [0, 0]
             counter[0] += 1
             counter[1] += n - VNET
+
+
+def _mac(text: str) -> bytes:
+    return bytes(int(p, 16) for p in text.split(":"))
+
+
+def _pruned(flows: dict[bytes, list], now: float) -> dict[bytes, list]:
+    """The pins still live; if that is still too many, the newer half (like a full nft set,
+    the oldest flows fall back to the hash)."""
+    live = {k: v for k, v in flows.items() if now - v[1] < PIN_TIMEOUT}
+    if len(live) >= PIN_LIMIT:
+        live = dict(sorted(live.items(), key=lambda item: item[1][1])[len(live) // 2:])
+    return live
 
 
 def listeners(vips: list[tuple[int, str, list[tuple[str, int]], str]]) -> list[Listener]:

@@ -193,7 +193,9 @@ class Agent:
             if full:
                 nft.load(nft.render(self.config, self.agent_mac, tables, mode="afpacket"))
             for index, v in enumerate(self.config.vips):
-                self.forwarder.set_table(index, [self.config.servers[n].mac if n else None for n in tables[v.name]])
+                failed = [self.config.servers[n].mac for n in flush.get(v.name, []) if self.config.servers[n].mac]
+                self.forwarder.set_table(index, [self.config.servers[n].mac if n else None for n in tables[v.name]],
+                                         unpin=failed)
         for v in self.config.vips:
             before = self.tables.get(v.name)
             if before != tables[v.name]:
@@ -206,7 +208,7 @@ class Agent:
     def write_state(self) -> None:
         assert self.config
         vips = []
-        for v in self.config.vips:
+        for vip_index, v in enumerate(self.config.vips):
             table = self.tables.get(v.name, [])
             servers = []
             for index, name in enumerate(v.servers):
@@ -214,6 +216,8 @@ class Agent:
                 servers.append({"name": name, "index": index, "address": str(s.address), "mac": s.mac,
                                 "weight": s.weight, "up": self.up.get(v.name, {}).get(name, False),
                                 "drained": name in self.drained, "slots": sum(1 for n in table if n == name)})
+                if self.forwarder is not None and s.mac:
+                    servers[-1]["pinned_flows"] = self.forwarder.pinned(vip_index, s.mac)
             vips.append({"name": v.name, "address": str(v.address), "affinity": v.affinity,
                          "services": [str(s) for s in v.services], "servers": servers})
         data = {"pid": os.getpid(), "netns": _netns_id(), "dataplane": self.mode, "interface": self.config.interface,

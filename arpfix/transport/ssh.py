@@ -11,17 +11,28 @@ import base64
 import os
 import secrets
 import select
+import sys
 import threading
 import time
 from typing import Any
-
-import paramiko
 
 from arpfix.errors import HostKeyError, TransportError
 from arpfix.quoting import sh_quote
 from arpfix.secrets import redact
 from arpfix.settings import Host
 from arpfix.transport.base import parse_json_output
+
+# paramiko.config imports `invoke` (about 60 ms) only for ssh_config "Match exec", which arpfix never
+# reads: hide it while paramiko loads, then leave the import system as it was.
+_hidden = "invoke" not in sys.modules
+if _hidden:
+    sys.modules["invoke"] = None  # type: ignore[assignment]
+try:
+    import paramiko
+    from paramiko.hostkeys import HostKeyEntry, HostKeys, InvalidHostKey
+finally:
+    if _hidden and sys.modules.get("invoke", 0) is None:
+        del sys.modules["invoke"]
 
 _known_hosts_lock = threading.Lock()
 READY_MARKER = b"ARPFIX-SHELL-READY\n"
@@ -34,6 +45,57 @@ def fingerprint(key: paramiko.PKey) -> str:
 
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class KnownHosts:
+    """A known_hosts file read once per run and indexed by host name.
+
+    paramiko's HostKeys scans every line for each lookup, and its loader checks each new line
+    against all earlier ones: per connection that is O(lines^2), for a fleet O(hosts^3). Lines are
+    parsed as paramiko does (HostKeyEntry.from_line); a line it cannot parse is skipped, also one with
+    a corrupt key (paramiko's loader would raise there)."""
+
+    def __init__(self, path: str) -> None:
+        self.plain: dict[str, dict[str, paramiko.PKey]] = {}
+        self.hashed: list[tuple[str, paramiko.PKey]] = []
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for lineno, line in enumerate(handle, 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                try:
+                    entry = HostKeyEntry.from_line(line, lineno)
+                except (paramiko.SSHException, InvalidHostKey):
+                    continue  # as OpenSSH does (paramiko's own loader would stop at a bad key)
+                if entry is None:
+                    continue
+                for name in entry.hostnames:
+                    if name.startswith("|1|"):
+                        self.hashed.append((name, entry.key))
+                    else:
+                        self.plain.setdefault(name, {}).setdefault(entry.key.get_name(), entry.key)
+
+    def lookup(self, name: str) -> dict[str, paramiko.PKey]:
+        """Key type -> key for `name` (first line wins per type, as in paramiko)."""
+        found = dict(self.plain.get(name, {}))
+        for hashed, key in self.hashed:
+            if key.get_name() not in found and HostKeys.hash_host(name, hashed) == hashed:
+                found[key.get_name()] = key
+        return found
+
+
+_known_hosts_cache: dict[str, tuple[tuple[int, int, int], KnownHosts]] = {}
+
+
+def known_hosts(path: str) -> KnownHosts:
+    """The parsed file, shared by every connection of this run until the file changes (TOFU appends)."""
+    stat = os.stat(path)
+    stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    with _known_hosts_lock:
+        cached = _known_hosts_cache.get(path)
+        if cached is None or cached[0] != stamp:
+            cached = _known_hosts_cache[path] = (stamp, KnownHosts(path))
+        return cached[1]
 
 
 class _StrictPolicy(paramiko.MissingHostKeyPolicy):
@@ -72,19 +134,22 @@ class SshTransport:
         if self.client is not None:
             return self.client
         settings = self.settings
-        known_hosts = os.path.expanduser(settings.known_hosts)
+        known_hosts_path = os.path.expanduser(settings.known_hosts)
         client = paramiko.SSHClient()
         try:
-            client.load_host_keys(known_hosts)
+            # only this host's keys: paramiko checks the server's key against these
+            name = self.host.connect if settings.port == 22 else f"[{self.host.connect}]:{settings.port}"
+            for key_type, key in known_hosts(known_hosts_path).lookup(name).items():
+                client.get_host_keys().add(name, key_type, key)
         except FileNotFoundError:
             if not self.trust_on_first_use:
                 raise HostKeyError(
-                    f"{self.host.name}: known_hosts file {known_hosts} does not exist; "
+                    f"{self.host.name}: known_hosts file {known_hosts_path} does not exist; "
                     "create it or use --trust-on-first-use"
                 ) from None
         except (OSError, paramiko.SSHException) as exc:
-            raise HostKeyError(f"{self.host.name}: cannot read known_hosts {known_hosts}: {exc}") from None
-        client.set_missing_host_key_policy(_StrictPolicy(known_hosts, self.trust_on_first_use))
+            raise HostKeyError(f"{self.host.name}: cannot read known_hosts {known_hosts_path}: {exc}") from None
+        client.set_missing_host_key_policy(_StrictPolicy(known_hosts_path, self.trust_on_first_use))
         kwargs: dict[str, Any] = {
             "hostname": self.host.connect,
             "port": settings.port,

@@ -105,12 +105,17 @@ def test_cut_connections_leave_recoverable_states(lab_factory, tmp_path, phase):
         assert hosts[host]["status"] == "error", hosts[host]
         assert hosts[host]["error"], "a cut server is reported with a reason"
 
-    # management connectivity is back, and the states are recoverable
     time.sleep(1)
+    assert_recoverable(lab, path, phase, servers, ["rs1", "rs2", "rs3"], before)
+
+
+def assert_recoverable(lab, path, phase, servers, cut, before):
+    """Management connectivity is back; a cut apply was journaled and a new apply completes it
+    (audit compliant); rollback returns every server to its exact starting state."""
     for host in servers:
         assert lab.exec(host, ["true"]).returncode == 0
     if phase == "apply":
-        for host in ("rs1", "rs2", "rs3"):
+        for host in cut:
             assert journal_entries(lab, host), f"{host}: the partial apply was journaled"
         again = subprocess.run([sys.executable, "-m", "arpfix.cli", "apply", "--yes", "-i", path],
                                capture_output=True, text=True, timeout=120)
@@ -123,3 +128,73 @@ def test_cut_connections_leave_recoverable_states(lab_factory, tmp_path, phase):
     assert rollback.returncode == Exit.OK, rollback.stdout + rollback.stderr
     for host in servers:
         assert lab.exec(host, ["sh", "-c", SNAPSHOT]).stdout == before[host], f"{host} not back to its old state"
+
+
+def session_tree(sshd: int) -> list[int]:
+    """Every process of the lab server's SSH sessions (sshd children and their descendants)."""
+    found, todo = [], children(sshd)
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children(pid))
+    return found
+
+
+def comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize("phase", ["apply", "rollback"])
+def test_cut_after_each_step_leaves_a_recoverable_state(lab_factory, tmp_path, phase):
+    """The cut-point sweep: server rsK loses its session right after remote step K (K = 1..8 of 9).
+    Odd K: only the session's sshd dies (the remote script may run on); even K: the whole session
+    dies with it (the script stops mid-way, as in a crash). Every cut server is reported failed; a
+    new run completes it and rollback returns every server to its exact starting state."""
+    count = 8
+    lab = lab_factory(hosts=count)
+    inventory = yaml.safe_load(open(lab.inventory_path))
+    inventory["defaults"]["ssh"]["command_timeout"] = 8
+    path = str(tmp_path / "inventory.yml")
+    yaml.safe_dump(inventory, open(path, "w"))
+    servers = [f"rs{k}" for k in range(1, count + 1)]
+    before = {h: lab.exec(h, ["sh", "-c", SNAPSHOT]).stdout for h in servers}
+    if phase == "rollback":
+        applied = subprocess.run([sys.executable, "-m", "arpfix.cli", "apply", "--yes", "-i", path],
+                                 capture_output=True, text=True, timeout=120)
+        assert applied.returncode == Exit.OK, applied.stdout + applied.stderr
+    sshd = {h: lab.host(h)["pids"]["sshd"] for h in servers}
+    steps_seen: dict[str, set[int]] = {h: set() for h in servers}
+    pending = {h: k for k, h in enumerate(servers, start=1)}
+    process = run(path, phase, "--yes", env={"ARPFIX_STEP_DELAY": "0.3"})
+    try:
+        deadline = time.monotonic() + 60
+        while pending and time.monotonic() < deadline and process.poll() is None:
+            for host, k in list(pending.items()):
+                tree = session_tree(sshd[host])
+                # each remote step ends with `sleep 0.3`: a new sleep process is one more step done
+                steps_seen[host].update(pid for pid in tree if comm(pid) == "sleep")
+                if len(steps_seen[host]) >= k:
+                    victims = tree if k % 2 == 0 else children(sshd[host])
+                    for pid in victims:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                    del pending[host]
+            time.sleep(0.02)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert not pending, f"never reached their cut point: {pending}"
+    assert process.returncode == Exit.FAILED, out + err
+    hosts = {h["name"]: h for h in json.loads(out)["hosts"]}
+    for host in servers:
+        assert hosts[host]["status"] == "error" and hosts[host]["error"], hosts[host]
+
+    assert_recoverable(lab, path, phase, servers, servers, before)
