@@ -146,3 +146,58 @@ def stop_nm_daemon(lab, host: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"NetworkManager on {host} still holds its D-Bus name 10 s after SIGKILL")
+
+
+# -- systemd-networkd ------------------------------------------------------------------------
+
+def networkd() -> tuple[str, str]:
+    """(systemd-networkd binary, LD_LIBRARY_PATH): the machine's own if it has one (it is not
+    running in the lab servers' world), else unpacked from Debian's systemd package."""
+    for path in ("/lib/systemd/systemd-networkd", "/usr/lib/systemd/systemd-networkd"):
+        if os.access(path, os.X_OK):
+            return path, ""
+    root = extract(("systemd",))
+    return os.path.join(root, "lib/systemd/systemd-networkd"), os.path.join(root, LIBDIR, "systemd")
+
+
+def _networkd_pids(lab, host: str) -> list[str]:
+    return lab.exec(host, ["sh", "-c", "for p in $(pgrep -x systemd-network); do "
+                                       "[ \"$(readlink /proc/$p/ns/net)\" = \"$(readlink /proc/self/ns/net)\" ] "
+                                       "&& echo $p; done; true"]).stdout.split()
+
+
+def start_networkd(lab, host: str, binary: str, libs: str, timeout: float = 20.0) -> None:
+    """Start (what a boot does) systemd-networkd in lab server `host`: its own /run/systemd/netif,
+    the systemd-network user in the host's own /etc if missing, /sys read-only (no udev to wait
+    for, as in a container). Waits until networkd has settled lo."""
+    setup = ("set -e\nmkdir -p /run/systemd/netif /etc/systemd/network\n"
+             "getent group systemd-network >/dev/null || echo 'systemd-network:x:64998:' >> /etc/group\n"
+             "getent passwd systemd-network >/dev/null || "
+             "echo 'systemd-network:x:64998:64998::/run/systemd:/usr/sbin/nologin' >> /etc/passwd\n"
+             "chown -R systemd-network:systemd-network /run/systemd/netif\n")
+    lab.exec(host, ["sh", "-c", setup])
+    env = f"LD_LIBRARY_PATH={libs} " if libs else ""
+    daemon = f"mount --bind /sys /sys && mount -o remount,ro,bind /sys && exec env {env}{binary}"
+    lab.exec(host, ["sh", "-c", f"SYSTEMD_LOG_LEVEL=debug nohup unshare -m --propagation private sh -c '{daemon}' "
+                                f">/run/arpfix-lab-networkd.log 2>&1 &"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = lab.exec(host, ["sh", "-c", "cat /run/systemd/netif/links/1 2>/dev/null; true"]).stdout
+        if "ADMIN_STATE=configured" in state or "ADMIN_STATE=unmanaged" in state:
+            return
+        time.sleep(0.2)
+    log = lab.exec(host, ["sh", "-c", "tail -25 /run/arpfix-lab-networkd.log"], check=False).stdout
+    raise AssertionError(f"systemd-networkd did not settle lo on {host}: {log}")
+
+
+def stop_networkd(lab, host: str) -> None:
+    """SIGKILL (a power cut), then wait until the process is gone; the link state files go too."""
+    pids = _networkd_pids(lab, host)
+    for pid in pids:
+        os.kill(int(pid), 9)
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") for pid in pids):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"systemd-networkd on {host} survived SIGKILL")
+        time.sleep(0.05)
+    lab.exec(host, ["sh", "-c", "rm -rf /run/systemd/netif/links /run/systemd/netif/state"])

@@ -1,9 +1,10 @@
 """Persistence through the host's own network stack, against the real daemons and tools.
 
 NetworkManager 1.42 (Debian's package, run in a lab server with its own D-Bus) and ifupdown's
-`ifup`: both unpacked from Debian packages, never installed on the machine (tests/lab/debtools.py).
+`ifup`: both unpacked from Debian packages, never installed on the machine (tests/lab/debtools.py);
+systemd-networkd: the machine's own binary (or Debian's), run inside a lab server.
 "Reboot" = runtime state flushed, then what boot runs: `sysctl --system`, then the stack
-(NetworkManager starting, `ifup -a`). arpfix-vip.service is deliberately NOT run here, so the
+(NetworkManager or systemd-networkd starting, `ifup -a`). arpfix-vip.service is deliberately NOT run here, so the
 stack alone must bring the VIP back.
 """
 
@@ -22,6 +23,7 @@ from arpfix.exitcodes import Exit
 
 pytestmark = pytest.mark.lab
 NM_FILE = "/etc/NetworkManager/system-connections/arpfix-lo.nmconnection"
+NETWORKD_FILE = "/etc/systemd/network/10-arpfix-lo.network"
 FLUSH = ("ip addr del {vip}/32 dev lo 2>/dev/null; for d in all eth0; do echo 0 > /proc/sys/net/ipv4/conf/$d/arp_ignore;"
          " echo 0 > /proc/sys/net/ipv4/conf/$d/arp_announce; done; true")
 
@@ -96,4 +98,34 @@ def test_ifupdown_host_gets_the_vip_back_from_ifup(lab_factory):
     arpfix(lab, "audit", check_code=Exit.OK)
     arpfix(lab, "rollback", "--yes", check_code=Exit.OK)
     sh(lab, "rs1", "rm -rf /run/network")
+    assert snapshot(lab, "rs1") == before
+
+
+def test_networkd_host_gets_a_lo_network_that_survives_a_reboot(lab_factory):
+    binary, libs = debtools.networkd()
+    lab = lab_factory(hosts=1)
+    vip = lab.status["vip"]
+    debtools.start_networkd(lab, "rs1", binary, libs)  # a networkd host; nothing configures lo yet
+    sh(lab, "rs1", "ip addr add 192.0.2.77/32 dev lo")  # a site address on lo
+    before = snapshot(lab, "rs1")
+    arpfix(lab, "apply", "--yes", check_code=Exit.OK)
+    network = sh(lab, "rs1", f"cat {NETWORKD_FILE}")
+    assert "[Match]\nName=lo\n" in network and f"Address={vip}/32\n" in network and "Label=lo:arpfix" in network
+    arpfix(lab, "audit", check_code=Exit.OK)
+
+    # reboot: networkd dies, runtime flushed, sysctl --system, networkd starts; nothing else runs
+    debtools.stop_networkd(lab, "rs1")
+    sh(lab, "rs1", FLUSH.format(vip=vip) + "; sysctl -q --system >/dev/null 2>&1; true")
+    assert f"{vip}/32" not in lo_addresses(lab, "rs1")
+    debtools.start_networkd(lab, "rs1", binary, libs)
+    assert f"{vip}/32" in lo_addresses(lab, "rs1")
+    assert f"{vip}/32 scope global lo:arpfix" in sh(lab, "rs1", "ip -o addr show dev lo")
+    assert "192.0.2.77/32" in lo_addresses(lab, "rs1")  # networkd leaves other addresses on lo alone
+    arpfix(lab, "audit", check_code=Exit.OK)
+
+    # rollback, then another reboot: the VIP stays gone, the site address stays
+    arpfix(lab, "rollback", "--yes", check_code=Exit.OK)
+    debtools.stop_networkd(lab, "rs1")
+    debtools.start_networkd(lab, "rs1", binary, libs)
+    assert f"{vip}/32" not in lo_addresses(lab, "rs1") and "192.0.2.77/32" in lo_addresses(lab, "rs1")
     assert snapshot(lab, "rs1") == before
