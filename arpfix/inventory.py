@@ -601,7 +601,7 @@ def _vips(
                 services += [s for s in profiles[profile] if s not in services]
         if not services and "services" not in body and "profile" not in body:
             v.error(path + ("services",), "a VIP needs at least one service (services or profile)")
-        members: list[str] = []
+        members: dict[str, None] = {}  # ordered, O(1) membership
         raw_members = v.sequence(body.get("real_servers"), path + ("real_servers",))
         if not raw_members:
             v.error(path + ("real_servers",), "is required: host or group names")
@@ -617,8 +617,7 @@ def _vips(
                 v.error(path + ("real_servers", member_index), f"unknown host or group {member!r}{hint}")
                 continue
             for host_name in names:
-                if host_name not in members:
-                    members.append(host_name)
+                members.setdefault(host_name)
         affinity = v.choice(body.get("affinity", "none"), path + ("affinity",), AFFINITIES) or "none"
         if name and address is not None:
             seen_names.add(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -99,7 +100,16 @@ class Inventory:
 
     def vips_for(self, host_name: str) -> tuple[Vip, ...]:
         """The VIPs this host is a real server for (its desired state)."""
-        return tuple(v for v in self.vips if host_name in v.real_servers)
+        return self._vips_by_host.get(host_name, ())
+
+    @functools.cached_property
+    def _vips_by_host(self) -> dict[str, tuple[Vip, ...]]:
+        # one pass over the VIPs: per-host lookups stay O(1) on inventories of 100,000 hosts
+        found: dict[str, list[Vip]] = {}
+        for vip in self.vips:
+            for name in vip.real_servers:
+                found.setdefault(name, []).append(vip)
+        return {name: tuple(vips) for name, vips in found.items()}
 
     @property
     def real_servers(self) -> list[str]:

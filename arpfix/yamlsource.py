@@ -26,6 +26,8 @@ try:  # libyaml is much faster for large inventories
 except AttributeError:  # pragma: no cover - PyYAML without libyaml
     _Loader = yaml.SafeLoader
 
+_STR_TAG = "tag:yaml.org,2002:str"
+
 
 @dataclass
 class Located:
@@ -88,7 +90,8 @@ def load_yaml(text: str, source: str) -> Located:
         raise _fail(source, 0, "YAML nests too deep") from None
     if node is None:
         return Located(None, {(): 1}, source)
-    _check_size(node, source)
+    if "*" in text:  # without an alias (`*name`) nothing can expand: the walk is needed only then
+        _check_size(node, source)
     located = Located(None, {}, source)
     located.data = _convert(node, (), located, 0)
     return located
@@ -143,7 +146,11 @@ _scalar_constructor = yaml.SafeLoader("")
 
 def _convert(node: yaml.Node, path: Path, located: Located, depth: int) -> Any:
     located.lines[path] = node.start_mark.line + 1
+    if depth > MAX_DEPTH:
+        raise _fail(located.source, node.start_mark.line + 1, f"YAML nests deeper than {MAX_DEPTH} levels")
     if isinstance(node, yaml.ScalarNode):
+        if node.tag == _STR_TAG:
+            return node.value  # what the constructor would return, without its machinery
         try:
             return _scalar_constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
