@@ -108,7 +108,9 @@ class Bench:
         """Alternate direct and through-the-agent runs, so drift hits both alike."""
         for metric in METRICS:
             for _ in range(self.repeat):
-                results["direct"].setdefault(metric, []).append(self.one(metric, rs_addr, 5202))
+                direct = self.one(metric, rs_addr, 5202)
+                results["direct"].setdefault(metric, []).append(direct)
+                results[f"direct/{label}"].setdefault(metric, []).append(direct)  # the runs paired with this path
                 results[label].setdefault(metric, []).append(self.one(metric, t.VIP, 5201))
             print(f"  {metric:8} direct={[round(v[0]) for v in results['direct'][metric][-self.repeat:]]} "
                   f"{label}={[round(v[0]) for v in results[label][metric]]}", flush=True)
@@ -151,7 +153,8 @@ def main() -> int:
         with open(inventory, "w") as handle:
             handle.write(topo.inventory_yaml(services=("tcp/80", "tcp/5201", "udp/5201")))
         bench = Bench(topo, args.seconds, args.repeat)
-        results: dict[str, dict[str, list[tuple[float, ...]]]] = {"direct": {}, "nft": {}, "afpacket": {}}
+        results: dict[str, dict[str, list[tuple[float, ...]]]] = {
+            "direct": {}, "nft": {}, "afpacket": {}, "direct/nft": {}, "direct/afpacket": {}}
         try:
             for dataplane in ("nft", "afpacket"):
                 print(f"direct client -> RIP vs through the agent ({dataplane})", flush=True)
@@ -173,10 +176,12 @@ def main() -> int:
           f"{args.seconds:g}s each, {os.cpu_count()} CPUs, one machine: all paths share the cores")
     print(f"{'path':10} {'TCP Gbit/s':>10} {'ratio':>6} {'UDP64 kpps':>10} {'ratio':>6} {'conn/s':>7} {'ratio':>6}"
           "   CPU during UDP: busy% softirq% agent-process%")
+    # each data plane is divided by the direct runs that alternated with it (same minutes, same load)
     for path in ("direct", "nft", "afpacket"):
+        base = "direct" if path == "direct" else f"direct/{path}"
         tcp, udp, conn = (med(path, m) for m in METRICS)
-        print(f"{path:10} {tcp / 1e9:10.2f} {tcp / med('direct', 'tcp_bps'):6.2f} {udp / 1e3:10.1f} "
-              f"{udp / med('direct', 'udp_pps'):6.2f} {conn:7.0f} {conn / med('direct', 'conn_s'):6.2f}"
+        print(f"{path:10} {tcp / 1e9:10.2f} {tcp / med(base, 'tcp_bps'):6.2f} {udp / 1e3:10.1f} "
+              f"{udp / med(base, 'udp_pps'):6.2f} {conn:7.0f} {conn / med(base, 'conn_s'):6.2f}"
               f"   {med(path, 'udp_pps', 1):5.0f} {med(path, 'udp_pps', 2):8.0f} {med(path, 'udp_pps', 3):14.0f}")
     return 0
 
