@@ -8,6 +8,7 @@ detection; reboot survival; strict host keys (issue 2).
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -89,6 +90,28 @@ def test_a_changed_host_key_is_refused_while_the_others_answer(lab_factory):
     assert hosts["rs2"]["status"] == "error"
     assert "host key CHANGED" in hosts["rs2"]["error"] and "SHA256:" in hosts["rs2"]["error"]
     assert hosts["rs1"]["status"] == "ok" and hosts["rs3"]["status"] == "ok"
+
+
+def test_an_unknown_host_key_is_refused_unless_trusted_on_first_use_which_records_it(lab_factory):
+    lab = lab_factory(hosts=2)
+    known_hosts = lab.status["ssh"]["known_hosts"]
+    victim = host_info(lab, "rs2")["ssh_address"]
+    original = open(known_hosts).read().splitlines()
+    real = [line.split()[1:3] for line in original if line.startswith(victim + " ")]
+    assert real, "the lab records every server's key"
+    open(known_hosts, "w").write("\n".join(line for line in original if not line.startswith(victim + " ")) + "\n")
+
+    refused = arpfix(lab, "facts", "--format", "json", check_code=Exit.FAILED)
+    hosts = {h["name"]: h for h in json.loads(refused.stdout)["hosts"]}
+    assert "host key not in" in hosts["rs2"]["error"] and "SHA256:" in hosts["rs2"]["error"]
+    assert hosts["rs1"]["status"] == "ok"
+    assert victim not in open(known_hosts).read()  # a refusal records nothing
+
+    arpfix(lab, "facts", "--trust-on-first-use", check_code=Exit.OK)
+    recorded = [line.split()[1:3] for line in open(known_hosts).read().splitlines() if line.startswith(victim + " ")]
+    assert recorded and recorded[0] in real  # the key the server really has
+    assert os.stat(known_hosts).st_mode & 0o777 == 0o600
+    arpfix(lab, "facts", check_code=Exit.OK)  # from now on known, without the option
 
 
 def test_prepare_closes_the_arp_problem_and_apply_twice_changes_nothing(lab_factory):
