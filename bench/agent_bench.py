@@ -115,6 +115,24 @@ class Bench:
             print(f"  {metric:8} direct={[round(v[0]) for v in results['direct'][metric][-self.repeat:]]} "
                   f"{label}={[round(v[0]) for v in results[label][metric]]}", flush=True)
 
+    def bare_compare(self, results: dict[str, dict[str, list[tuple[float, ...]]]]) -> None:
+        """The nft agent's VIP chain swapped, run by run, for the least a DR forwarder can do (rewrite
+        the destination MAC, then the agent's `out` chain: source MAC and fwd): what arpfix's rules
+        (pin sets, hash, counters) cost on top of the extra hop itself."""
+        agent = self.topo.agent
+        full = t.run("nft", "list", "chain", "netdev", "arpfix_agent", "vip_0", ns=agent).stdout
+        bare = ("flush chain netdev arpfix_agent vip_0\n"
+                f"add rule netdev arpfix_agent vip_0 ether daddr set {self.topo.mac(self.topo.server(1))} goto out\n")
+        for metric in METRICS:
+            for _ in range(self.repeat):
+                t.run("nft", "-f", "-", ns=agent, input="flush chain netdev arpfix_agent vip_0\n" + full)
+                results["nft-rules"].setdefault(metric, []).append(self.one(metric, t.VIP, 5201))
+                t.run("nft", "-f", "-", ns=agent, input=bare)
+                results["nft-bare"].setdefault(metric, []).append(self.one(metric, t.VIP, 5201))
+            print(f"  {metric:8} arpfix rules={[round(v[0]) for v in results['nft-rules'][metric]]} "
+                  f"bare={[round(v[0]) for v in results['nft-bare'][metric]]}", flush=True)
+        t.run("nft", "-f", "-", ns=agent, input="flush chain netdev arpfix_agent vip_0\n" + full)
+
     def start_agent(self, inventory: str, dataplane: str, state: str) -> subprocess.Popen:
         proc = self.topo.start(self.topo.agent, [sys.executable, "-m", "arpfix.cli", "agent", "run", "-i", inventory,
                                                  "--dataplane", dataplane, "--state-dir", state, "--check-port", "80"],
@@ -138,6 +156,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--bare", action="store_true",
+                        help="only compare the nft agent's rules with a bare MAC-rewrite rule (same hop)")
     args = parser.parse_args()
     reason = t.can_run()
     if reason:
@@ -156,6 +176,21 @@ def main() -> int:
         results: dict[str, dict[str, list[tuple[float, ...]]]] = {
             "direct": {}, "nft": {}, "afpacket": {}, "direct/nft": {}, "direct/afpacket": {}}
         try:
+            if args.bare:
+                print("nft agent: its rules vs a bare MAC rewrite, alternating", flush=True)
+                bare_results: dict[str, dict[str, list[tuple[float, ...]]]] = {"nft-rules": {}, "nft-bare": {}}
+                proc = bench.start_agent(inventory, "nft", f"/tmp/{topo.prefix}-state-bare")
+                try:
+                    bench.bare_compare(bare_results)
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=10)
+                    shutil.rmtree(f"/tmp/{topo.prefix}-state-bare", ignore_errors=True)
+                for metric in METRICS:
+                    rules = statistics.median(v[0] for v in bare_results["nft-rules"][metric])
+                    plain = statistics.median(v[0] for v in bare_results["nft-bare"][metric])
+                    print(f"{metric:8} arpfix rules / bare rewrite = {rules / plain:.2f}")
+                return 0
             for dataplane in ("nft", "afpacket"):
                 print(f"direct client -> RIP vs through the agent ({dataplane})", flush=True)
                 proc = bench.start_agent(inventory, dataplane, f"/tmp/{topo.prefix}-state-{dataplane}")
