@@ -120,10 +120,41 @@ def parse_sysctl_values(text: str) -> tuple[dict[str, dict[str, Any]], dict[str,
 # The facts script's grep for rules, split back into its two kinds.
 FIREWALL_DROP = re.compile(r"ct state.*invalid.*drop|INVALID.*DROP")
 REDIRECT_RULE = re.compile(r"daddr .*redirect| -d .*REDIRECT")
+SYSCTL_FILE_LINE = re.compile(
+    r"[ \t]*-?net[./]ipv[46][./]conf[./][^=]*[./](arp_ignore|arp_announce|rp_filter|accept_dad|dad_transmits)[ \t]*=")
+
+
+REDIRECT_FILE_PREFIXES = ("/etc/nftables.conf", "/etc/nftables.d/", "/etc/sysconfig/nftables.conf", "/etc/iptables/")
+
+
+def split_combined(raw: dict[str, Any]) -> dict[str, Any]:
+    """The facts script's combined reads, back into the keys they stand for: `ip_batch` (addresses,
+    IPv4 default route) and `grep_lines` (sysctl values, sysctl files, REDIRECT boot files)."""
+    raw = {**raw}
+    batch = raw.pop("ip_batch", None)
+    if isinstance(batch, list):
+        raw["addresses"] = batch[0] if batch and isinstance(batch[0], list) else []
+        raw["routes4"] = batch[1] if len(batch) > 1 and isinstance(batch[1], list) else []
+    text = raw.pop("grep_lines", None)
+    if isinstance(text, str):
+        values, files, redirects = [], [], []
+        for line in text.splitlines():
+            path = line.partition(":")[0]
+            if path.startswith("/proc/sys/"):
+                values.append(line)
+            elif path.startswith(REDIRECT_FILE_PREFIXES):
+                if REDIRECT_RULE.search(line):
+                    redirects.append(line)
+            elif SYSCTL_FILE_LINE.match(line.partition(":")[2]):
+                files.append(line)
+        raw["sysctl_values"], raw["sysctl_files"], raw["redirect_files"] = (
+            "\n".join(values), "\n".join(files), "\n".join(redirects))
+    return raw
 
 
 def parse_facts(raw: dict[str, Any]) -> dict[str, Any]:
     """Normalise the facts script's JSON into the shape plan and audit read."""
+    raw = split_combined(raw)
     if "sysctl_values" in raw:
         raw = {**raw}
         raw["sysctl4"], raw["sysctl6"] = parse_sysctl_values(raw["sysctl_values"])

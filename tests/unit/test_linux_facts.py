@@ -89,3 +89,18 @@ def test_listening_and_rule_lines_are_split_from_the_raw_commands():
     assert facts["firewall"] == ["ct state invalid drop"]
     assert facts["redirect_rules"] == ["ip daddr 10.0.0.5 tcp dport 80 redirect to :8080",
                                        "-A PREROUTING -d 10.0.0.5/32 -p tcp -j REDIRECT --to-ports 8080"]
+
+
+def test_combined_reads_are_sorted_back_by_file():
+    facts = parse_facts({
+        "ip_batch": [[{"ifname": "lo", "addr_info": []}], [{"dst": "default", "gateway": "10.0.0.1", "dev": "eth0"}]],
+        "grep_lines": "/proc/sys/net/ipv4/conf/all/arp_ignore:1\n"
+                      "/etc/sysctl.d/10-a.conf:net.ipv4.conf.all.arp_announce = 2\n"
+                      "/etc/sysctl.conf:1 stray line that starts with a digit\n"
+                      "/etc/nftables.conf:ip daddr 10.0.0.5 tcp dport 80 redirect to :8080\n"
+                      "/etc/nftables.conf:net.ipv4.conf.all.arp_ignore = 0\n",
+    })
+    assert facts["sysctl4"]["all"]["arp_ignore"] == 1
+    assert [(e["file"], e["key"], e["value"]) for e in facts["sysctl_files"]] == [("/etc/sysctl.d/10-a.conf", "arp_announce", 2)]
+    assert facts["redirect_files"] == ["/etc/nftables.conf:ip daddr 10.0.0.5 tcp dport 80 redirect to :8080"]
+    assert facts["default_route"] == {"gateway": "10.0.0.1", "dev": "eth0"} and "lo" in facts["interfaces"]
