@@ -38,12 +38,13 @@ class Listener:
 
 
 class Forwarder(threading.Thread):
-    def __init__(self, ifname: str, agent_mac: str, listeners: list[Listener], names: dict[bytes, str]):
+    def __init__(self, ifname: str, agent_mac: str, listeners: list[Listener], servers: dict[str, str]):
         super().__init__(name="arpfix-afpacket", daemon=True)
         self.ifname = ifname
-        self.agent_mac = bytes(int(p, 16) for p in agent_mac.split(":"))
+        self.agent_mac = _mac(agent_mac)
         self.match = {(item.address, item.protocol, item.port): item for item in listeners}
-        self.names = dict(names)  # MAC -> server name, for counters
+        self.names: dict[bytes, str] = {}  # MAC -> server name, for counters
+        self.add_servers(servers)
         self.tables: dict[int, list[bytes | None]] = {}
         self.pins: dict[int, dict[bytes, list]] = {}  # VIP index -> flow key -> [server MAC, last seen]
         self.counters: dict[str, list[int]] = {}
@@ -58,9 +59,17 @@ class Forwarder(threading.Thread):
             # a copy without them replaces the dict the forwarding thread reads (no shared iteration)
             self.pins[vip] = {k: v for k, v in list(self.pins[vip].items()) if v[0] not in gone}
 
-    def pinned(self, vip: int, mac: str) -> int:
-        wanted = _mac(mac)
-        return sum(1 for v in list(self.pins.get(vip, {}).values()) if v[0] == wanted)
+    def add_servers(self, servers: dict[str, str]) -> None:
+        """Server name -> MAC (text), for the counters."""
+        self.names.update({_mac(mac): name for name, mac in servers.items()})
+
+    def pinned(self, vip: int) -> dict[str, int]:
+        """Open (pinned) flows per server MAC (text) of a VIP, counted in one pass."""
+        counts: dict[str, int] = {}
+        for mac, _ in list(self.pins.get(vip, {}).values()):
+            text = mac.hex(":")
+            counts[text] = counts.get(text, 0) + 1
+        return counts
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -210,14 +210,15 @@ class Agent:
         vips = []
         for vip_index, v in enumerate(self.config.vips):
             table = self.tables.get(v.name, [])
+            pinned = self.forwarder.pinned(vip_index) if self.forwarder is not None else None
             servers = []
             for index, name in enumerate(v.servers):
                 s = self.config.servers[name]
                 servers.append({"name": name, "index": index, "address": str(s.address), "mac": s.mac,
                                 "weight": s.weight, "up": self.up.get(v.name, {}).get(name, False),
                                 "drained": name in self.drained, "slots": sum(1 for n in table if n == name)})
-                if self.forwarder is not None and s.mac:
-                    servers[-1]["pinned_flows"] = self.forwarder.pinned(vip_index, s.mac)
+                if pinned is not None and s.mac:
+                    servers[-1]["pinned_flows"] = pinned.get(s.mac.lower(), 0)
             vips.append({"name": v.name, "address": str(v.address), "affinity": v.affinity,
                          "services": [str(s) for s in v.services], "servers": servers})
         data = {"pid": os.getpid(), "netns": _netns_id(), "dataplane": self.mode, "interface": self.config.interface,
@@ -312,8 +313,8 @@ class Agent:
         assert self.config
         entries = [(i, str(v.address), [(s.protocol, s.port) for s in v.services], v.affinity)
                    for i, v in enumerate(self.config.vips)]
-        names = {bytes(int(p, 16) for p in s.mac.split(":")): s.name for s in self.config.servers.values() if s.mac}
-        self.forwarder = afpacket.Forwarder(self.config.interface, self.agent_mac, afpacket.listeners(entries), names)
+        macs = {n: s.mac for n, s in self.config.servers.items() if s.mac}
+        self.forwarder = afpacket.Forwarder(self.config.interface, self.agent_mac, afpacket.listeners(entries), macs)
         self.forwarder.start()
 
     def _loop(self) -> None:
@@ -353,7 +354,7 @@ class Agent:
         self.log(f"resolved {', '.join(f'{n} [{m}]' for n, m in sorted(found.items()))}")
         self.config = self.config.with_macs(found)
         if self.forwarder is not None:
-            self.forwarder.names.update({bytes(int(p, 16) for p in m.split(":")): n for n, m in found.items() if m})
+            self.forwarder.add_servers({n: m for n, m in found.items() if m})
         return True
 
     def _reload(self) -> None:
