@@ -30,7 +30,6 @@ def quoteattr(value: str) -> str:
     return f'"{value}"'
 
 
-
 def use_colour(stream: Any = None) -> bool:
     stream = stream or sys.stdout
     return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
