@@ -116,27 +116,39 @@ def start_networkmanager(lab, host: str, root: str, timeout: float = 30.0) -> No
 
 def start_nm_daemon(lab, host: str, root: str, timeout: float = 30.0) -> None:
     """Start (or, after `stop_nm_daemon`, restart: what a boot does) the host's NetworkManager."""
-    daemon = ("mount --bind /sys /sys && mount -o remount,ro,bind /sys && "
-              "exec /usr/local/sbin/NetworkManager --debug --log-level=INFO")
-    lab.exec(host, ["sh", "-c", f"nohup unshare -m --propagation private sh -c '{daemon}' "
-                                f">/run/arpfix-lab-nm.log 2>&1 &"])
+    _start_daemon(lab, host, "/usr/local/sbin/NetworkManager --debug --log-level=INFO", "/run/arpfix-lab-nm.log",
+                  "nmcli -t -f RUNNING,STARTUP general 2>/dev/null || true",
+                  lambda state: state.strip() == "running:started", f"NetworkManager did not start on {host}", timeout)
+
+
+def _start_daemon(lab, host: str, command: str, log: str, probe: str, ready, failure: str, timeout: float) -> None:
+    """Start `command` in lab server `host` in a mount namespace of its own where /sys is read-only
+    (as in a container: the daemon does not wait for udev, which lab servers do not run); wait until
+    `ready(output of probe)`, else fail with the end of the daemon's log."""
+    daemon = f"mount --bind /sys /sys && mount -o remount,ro,bind /sys && exec {command}"
+    lab.exec(host, ["sh", "-c", f"nohup unshare -m --propagation private sh -c '{daemon}' >{log} 2>&1 &"])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = lab.exec(host, ["sh", "-c", "nmcli -t -f RUNNING,STARTUP general 2>/dev/null || true"]).stdout.strip()
-        if state == "running:started":
+        if ready(lab.exec(host, ["sh", "-c", probe]).stdout):
             return
         time.sleep(0.2)
-    log = lab.exec(host, ["sh", "-c", "tail -25 /run/arpfix-lab-nm.log"], check=False).stdout
-    raise AssertionError(f"NetworkManager did not start on {host}: {log}")
+    raise AssertionError(f"{failure}: {lab.exec(host, ['sh', '-c', f'tail -25 {log}'], check=False).stdout}")
 
 
-def stop_nm_daemon(lab, host: str) -> None:
-    """SIGKILL, as a power cut would: NetworkManager gets no chance to tidy lo on the way down."""
-    pids = lab.exec(host, ["sh", "-c", "for p in $(pgrep -x NetworkManager); do "
+def _kill_in_host(lab, host: str, comm: str) -> list[str]:
+    """SIGKILL every `comm` process in the network namespace of lab server `host` (lab servers
+    share the machine's PID namespace); the pids killed."""
+    pids = lab.exec(host, ["sh", "-c", f"for p in $(pgrep -x {comm}); do "
                                        "[ \"$(readlink /proc/$p/ns/net)\" = \"$(readlink /proc/self/ns/net)\" ] "
                                        "&& echo $p; done; true"]).stdout.split()
     for pid in pids:
         os.kill(int(pid), 9)
+    return pids
+
+
+def stop_nm_daemon(lab, host: str) -> None:
+    """SIGKILL, as a power cut would: NetworkManager gets no chance to tidy lo on the way down."""
+    pids = _kill_in_host(lab, host, "NetworkManager")
     # a restart must find the D-Bus name free: wait until the process is gone and the bus knows it
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -160,12 +172,6 @@ def networkd() -> tuple[str, str]:
     return os.path.join(root, "lib/systemd/systemd-networkd"), os.path.join(root, LIBDIR, "systemd")
 
 
-def _networkd_pids(lab, host: str) -> list[str]:
-    return lab.exec(host, ["sh", "-c", "for p in $(pgrep -x systemd-network); do "
-                                       "[ \"$(readlink /proc/$p/ns/net)\" = \"$(readlink /proc/self/ns/net)\" ] "
-                                       "&& echo $p; done; true"]).stdout.split()
-
-
 def start_networkd(lab, host: str, binary: str, libs: str, timeout: float = 20.0) -> None:
     """Start (what a boot does) systemd-networkd in lab server `host`: its own /run/systemd/netif,
     the systemd-network user in the host's own /etc if missing, /sys read-only (no udev to wait
@@ -176,25 +182,16 @@ def start_networkd(lab, host: str, binary: str, libs: str, timeout: float = 20.0
              "echo 'systemd-network:x:64998:64998::/run/systemd:/usr/sbin/nologin' >> /etc/passwd\n"
              "chown -R systemd-network:systemd-network /run/systemd/netif\n")
     lab.exec(host, ["sh", "-c", setup])
-    env = f"LD_LIBRARY_PATH={libs} " if libs else ""
-    daemon = f"mount --bind /sys /sys && mount -o remount,ro,bind /sys && exec env {env}{binary}"
-    lab.exec(host, ["sh", "-c", f"SYSTEMD_LOG_LEVEL=debug nohup unshare -m --propagation private sh -c '{daemon}' "
-                                f">/run/arpfix-lab-networkd.log 2>&1 &"])
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = lab.exec(host, ["sh", "-c", "cat /run/systemd/netif/links/1 2>/dev/null; true"]).stdout
-        if "ADMIN_STATE=configured" in state or "ADMIN_STATE=unmanaged" in state:
-            return
-        time.sleep(0.2)
-    log = lab.exec(host, ["sh", "-c", "tail -25 /run/arpfix-lab-networkd.log"], check=False).stdout
-    raise AssertionError(f"systemd-networkd did not settle lo on {host}: {log}")
+    libs_env = f"LD_LIBRARY_PATH={libs} " if libs else ""
+    _start_daemon(lab, host, f"env SYSTEMD_LOG_LEVEL=debug {libs_env}{binary}", "/run/arpfix-lab-networkd.log",
+                  "cat /run/systemd/netif/links/1 2>/dev/null; true",
+                  lambda state: "ADMIN_STATE=configured" in state or "ADMIN_STATE=unmanaged" in state,
+                  f"systemd-networkd did not settle lo on {host}", timeout)
 
 
 def stop_networkd(lab, host: str) -> None:
     """SIGKILL (a power cut), then wait until the process is gone; the link state files go too."""
-    pids = _networkd_pids(lab, host)
-    for pid in pids:
-        os.kill(int(pid), 9)
+    pids = _kill_in_host(lab, host, "systemd-network")
     deadline = time.monotonic() + 10
     while any(os.path.exists(f"/proc/{pid}") for pid in pids):
         if time.monotonic() > deadline:
