@@ -40,6 +40,8 @@ def _environment() -> Any:
 
 
 _compile_lock = threading.Lock()
+_cache_lock = threading.Lock()
+_rendered: dict[tuple[str, tuple[tuple[str, Any], ...]], str] = {}  # render_cached
 
 
 def render(template: str, **values: Any) -> str:
@@ -51,10 +53,13 @@ def render(template: str, **values: Any) -> str:
 
 
 def render_cached(template: str, **values: Any) -> str:
-    """render() for a script that is the same for every host (values hashable): rendered once."""
-    return _render_cached(template, tuple(sorted(values.items())))
-
-
-@functools.lru_cache(maxsize=64)
-def _render_cached(template: str, items: tuple[tuple[str, Any], ...]) -> str:
-    return render(template, **dict(items))
+    """render() for a script that is the same for every host (values hashable): rendered once.
+    Single-flight: worker threads asking at the same moment wait for the one rendering."""
+    key = (template, tuple(sorted(values.items())))
+    with _cache_lock:
+        text = _rendered.get(key)
+        if text is None:
+            if len(_rendered) >= 64:
+                _rendered.clear()
+            text = _rendered[key] = render(template, **values)
+    return text

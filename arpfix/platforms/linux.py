@@ -304,7 +304,7 @@ def desired_state(facts: dict[str, Any], host: Host, inventory: Inventory) -> De
     if vips and method != "redirect":
         files.append((SYSCTL_DROPIN, dropin, "644"))
         files.append((VIP_UP_SCRIPT, render("linux/arpfix-vip-up.sh.j2", steps=steps), "755"))
-        files.append((VIP_UNIT, render("linux/arpfix-vip.service.j2"), "644"))
+        files.append((VIP_UNIT, render_cached("linux/arpfix-vip.service.j2"), "644"))
         link = (VIP_UNIT_LINK, VIP_UNIT)
         stack = facts.get("stack", {})
         if stack.get("networkd_running") and method != "dummy":

@@ -3,6 +3,7 @@ into the JSON string arpfix expects, by its process-free fast path and by awk al
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -60,6 +61,16 @@ def test_existing_lists_only_what_is_there(tmp_path):
     (tmp_path / "a.network").write_text("")
     (tmp_path / "b.network").write_text("")
     (tmp_path / "gone.network").symlink_to(tmp_path / "nowhere")
-    script = LIB + f'existing {tmp_path}/*.network {tmp_path}/*.yaml'
+    script = LIB + f'existing {tmp_path}/*.network {tmp_path}/*.yaml; printf "%s|" "$EXISTING"; existing {tmp_path}/*.yaml; printf "%s|" "$EXISTING"'
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=10)
-    assert done.stdout.splitlines() == [f"{tmp_path}/{n}" for n in ("a.network", "b.network", "gone.network")]
+    # a dangling link counts (it is arpfix's business); no trailing newline; nothing at all when none match
+    assert done.stdout == "\n".join(f"{tmp_path}/{n}" for n in ("a.network", "b.network", "gone.network")) + "||"
+
+
+def test_jfile_prints_base64_or_null(tmp_path):
+    (tmp_path / "f").write_bytes(b"line 1\nline \x00 2\n" * 300)
+    script = LIB + f'jfile {tmp_path}/f; printf "|"; jfile {tmp_path}/missing; printf "|"; jfile {tmp_path}'
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=10)
+    content, missing, directory = done.stdout.split("|")
+    assert base64.b64decode(json.loads(content)) == (tmp_path / "f").read_bytes()
+    assert (missing, directory) == ("null", "null")
