@@ -11,7 +11,7 @@ Also the CPU the run cost: system-wide busy and softirq share (the nft data plan
 softirq), and the agent process's own CPU (the afpacket forwarder runs there).
 Prints figures; not a test. Needs root. Everything is removed at the end.
 
-Usage: python bench/agent_bench.py [--repeat 3] [--seconds 3]
+Usage: python bench/agent_bench.py [--repeat 3] [--seconds 3] [--bare] [--bridge-netfilter] [--agent-cpu N]
 """
 
 from __future__ import annotations
@@ -71,12 +71,33 @@ def proc_cpu(pid: int) -> int:
 
 
 class Bench:
-    def __init__(self, topo: t.Topology, seconds: float, repeat: int):
+    def __init__(self, topo: t.Topology, seconds: float, repeat: int, agent_cpu: int | None = None):
         self.topo, self.seconds, self.repeat = topo, seconds, repeat
         self.agent_pid = 0
+        # --agent-cpu: the forwarder as if on a host of its own. The endpoints (client, server, their
+        # kernels' receive work) keep the other CPUs in every run, direct or not; the agent's
+        # interface steers its receive work (RPS) to its CPU, and the afpacket process runs there.
+        self.agent_cpu = agent_cpu
+        self.endpoint_cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)) if c != agent_cpu)
+
+    def on_endpoints(self, argv: list[str]) -> list[str]:
+        return ["taskset", "-c", self.endpoint_cpus, *argv] if self.agent_cpu is not None else argv
+
+    def isolate(self) -> None:
+        """RPS: agent's eth0 -> the agent CPU; client's and servers' eth0 -> the endpoint CPUs; the
+        services already running in the servers moved to the endpoint CPUs."""
+        def mask(cpus: list[int]) -> str:
+            return format(sum(1 << c for c in cpus), "x")
+        endpoints = [int(c) for c in self.endpoint_cpus.split(",")]
+        for ns, cpus in [(self.topo.agent, [self.agent_cpu]), (self.topo.client, endpoints),
+                         *[(ns, endpoints) for ns in self.topo.servers]]:
+            t.run("sh", "-c", f"echo {mask(cpus)} > /sys/class/net/eth0/queues/rx-0/rps_cpus", ns=ns)
+        for proc in self.topo.procs:
+            subprocess.run(["taskset", "-a", "-p", "-c", self.endpoint_cpus, str(proc.pid)],
+                           check=True, capture_output=True)
 
     def iperf(self, target: str, port: int, udp: bool) -> float:
-        args = ["iperf3", "-c", target, "-p", str(port), "-t", str(self.seconds), "-J"]
+        args = self.on_endpoints(["iperf3", "-c", target, "-p", str(port), "-t", str(self.seconds), "-J"])
         if udp:
             args += ["-u", "-l", "64", "-b", "0"]
         out = t.run(*args, ns=self.topo.client, check=False, timeout=self.seconds + 20)
@@ -88,7 +109,7 @@ class Bench:
         return end.get("sum_received", {}).get("bits_per_second", 0.0)
 
     def conns(self, target: str) -> float:
-        out = t.run(sys.executable, "-c", CONNS, target, "80", str(self.seconds), ns=self.topo.client,
+        out = t.run(*self.on_endpoints([sys.executable, "-c", CONNS, target, "80", str(self.seconds)]), ns=self.topo.client,
                     timeout=self.seconds + 30)
         return float(out.stdout.strip())
 
@@ -134,8 +155,11 @@ class Bench:
         t.run("nft", "-f", "-", ns=agent, input="flush chain netdev arpfix_agent vip_0\n" + full)
 
     def start_agent(self, inventory: str, dataplane: str, state: str) -> subprocess.Popen:
-        proc = self.topo.start(self.topo.agent, [sys.executable, "-m", "arpfix.cli", "agent", "run", "-i", inventory,
-                                                 "--dataplane", dataplane, "--state-dir", state, "--check-port", "80"],
+        argv = [sys.executable, "-m", "arpfix.cli", "agent", "run", "-i", inventory,
+                "--dataplane", dataplane, "--state-dir", state, "--check-port", "80"]
+        if self.agent_cpu is not None:
+            argv = ["taskset", "-c", str(self.agent_cpu), *argv]
+        proc = self.topo.start(self.topo.agent, argv,
                                cwd=REPO, stderr=subprocess.DEVNULL)
         end = time.time() + 20
         while time.time() < end:
@@ -158,21 +182,35 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--bare", action="store_true",
                         help="only compare the nft agent's rules with a bare MAC-rewrite rule (same hop)")
+    parser.add_argument("--bridge-netfilter", action="store_true",
+                        help="leave br_netfilter's bridge-nf-call-* on in the segment (the kernel default; "
+                             "off by default so the bridge acts like a switch)")
+    parser.add_argument("--agent-cpu", type=int, default=None, metavar="N",
+                        help="give the agent CPU N to itself, the endpoints the others (in every run, direct too): "
+                             "the forwarder as if on its own host; default: all paths share every CPU")
     args = parser.parse_args()
+    if args.agent_cpu is not None and (args.agent_cpu not in os.sched_getaffinity(0) or len(os.sched_getaffinity(0)) < 2):
+        print(f"cannot run: --agent-cpu {args.agent_cpu} needs that CPU and at least one other", file=sys.stderr)
+        return 2
     reason = t.can_run()
     if reason:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 2
-    topo = t.Topology(n_servers=1, n_client_addrs=1, services=(80,))
+    topo = t.Topology(n_servers=1, n_client_addrs=1, services=(80,), bridge_netfilter=args.bridge_netfilter)
+    print(f"segment bridge: bridge-nf-call-* {'on (kernel default)' if args.bridge_netfilter else 'off (switch-like)'}",
+          flush=True)
     with topo:
         rs = topo.server(1)
+        bench = Bench(topo, args.seconds, args.repeat, args.agent_cpu)
         topo.start(rs, ["iperf3", "-s", "-B", t.VIP, "-p", "5201"], stdout=subprocess.DEVNULL)
         topo.start(rs, ["iperf3", "-s", "-B", topo.server_addr(1), "-p", "5202"], stdout=subprocess.DEVNULL)
+        if args.agent_cpu is not None:
+            bench.isolate()
+            print(f"agent on CPU {args.agent_cpu} (RPS + affinity), endpoints on CPU {bench.endpoint_cpus}", flush=True)
         time.sleep(0.5)
         inventory = f"/tmp/{topo.prefix}-bench.yaml"
         with open(inventory, "w") as handle:
             handle.write(topo.inventory_yaml(services=("tcp/80", "tcp/5201", "udp/5201")))
-        bench = Bench(topo, args.seconds, args.repeat)
         results: dict[str, dict[str, list[tuple[float, ...]]]] = {
             "direct": {}, "nft": {}, "afpacket": {}, "direct/nft": {}, "direct/afpacket": {}}
         try:

@@ -79,6 +79,11 @@ class Topology:
     n_servers: int = 3
     n_client_addrs: int = 8
     services: tuple[int, ...] = (80, 443)
+    # The segment stands in for a switch. A Linux bridge with br_netfilter loaded also runs every
+    # bridged IP frame through the netfilter hooks of its namespace (bridge-nf-call-*, on by default):
+    # a cost per bridge pass that no switch has, and the path through the agent crosses the bridge
+    # twice. Off unless asked for (bench/agent_bench.py --bridge-netfilter measures it).
+    bridge_netfilter: bool = False
     prefix: str = field(default_factory=lambda: "agt" + secrets.token_hex(3))
     procs: list[subprocess.Popen] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
@@ -133,6 +138,8 @@ class Topology:
             self._ns(self.seg)
             run("ip", "-n", self.seg, "link", "add", "br0", "type", "bridge")
             run("ip", "-n", self.seg, "link", "set", "br0", "up")
+            if not self.bridge_netfilter:
+                self.switch_like_bridge()
             self._host(self.agent, "p-agent", [AGENT_ADDR])
             self._host(self.client, "p-client", self.client_addrs)
             for i, ns in enumerate(self.servers, 1):
@@ -145,6 +152,13 @@ class Topology:
             self.teardown()
             raise
         return self
+
+    def switch_like_bridge(self) -> None:
+        """bridge-nf-call-{ip,ip6,arp}tables = 0 in the segment's namespace (where br_netfilter exists)."""
+        for family in ("ip", "ip6", "arp"):
+            key = f"net.bridge.bridge-nf-call-{family}tables"
+            if os.path.exists("/proc/sys/" + key.replace(".", "/")):
+                run("sysctl", "-qw", f"{key}=0", ns=self.seg)
 
     def prepare_server(self, ns: str) -> None:
         for key, value in (("arp_ignore", 1), ("arp_announce", 2)):
