@@ -36,6 +36,9 @@ def _environment() -> Any:
     )
     env.filters["sh"] = sh_quote
     env.filters["ps"] = ps_quote
+    from arpfix.platforms import linux_patterns
+
+    env.globals["patterns"] = linux_patterns  # constants shared by facts.sh.j2 and its parser
     return env
 
 

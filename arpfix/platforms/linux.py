@@ -17,6 +17,7 @@ from typing import Any
 
 from arpfix import __version__
 from arpfix.model import Change, Finding
+from arpfix.platforms import linux_patterns as patterns
 from arpfix.settings import Host, Inventory, Vip
 from arpfix.templating import render, render_cached
 
@@ -117,14 +118,11 @@ def parse_sysctl_values(text: str) -> tuple[dict[str, dict[str, Any]], dict[str,
     return tables["ipv4"], tables["ipv6"]
 
 
-# The facts script's grep for rules, split back into its two kinds.
-FIREWALL_DROP = re.compile(r"ct state.*invalid.*drop|INVALID.*DROP")
-REDIRECT_RULE = re.compile(r"daddr .*redirect| -d .*REDIRECT")
-SYSCTL_FILE_LINE = re.compile(
-    r"[ \t]*-?net[./]ipv[46][./]conf[./][^=]*[./](arp_ignore|arp_announce|rp_filter|accept_dad|dad_transmits)[ \t]*=")
-
-
-REDIRECT_FILE_PREFIXES = ("/etc/nftables.conf", "/etc/nftables.d/", "/etc/sysconfig/nftables.conf", "/etc/iptables/")
+# The facts script's grep for rules, split back into its kinds (the texts are the script's own).
+FIREWALL_DROP = re.compile(patterns.FIREWALL_DROP)
+REDIRECT_RULE = re.compile(patterns.REDIRECT_RULE)
+SYSCTL_FILE_LINE = re.compile(patterns.SYSCTL_FILE_LINE)
+REDIRECT_FILE_PREFIXES = tuple(path.split("*")[0] for path in patterns.REDIRECT_BOOT_FILES)
 
 
 def split_combined(raw: dict[str, Any]) -> dict[str, Any]:
