@@ -77,6 +77,7 @@ class Agent:
         self.log = log or (lambda line: print(f"arpfix-agent: {line}", file=sys.stderr, flush=True))
         self.claims: list[vip.Claim] = []
         self.tables: dict[str, list[str | None]] = {}
+        self._adopted_vips: list[dict[str, Any]] = []  # a dead agent's VIP entries, kept until write_state
         self.up: dict[str, dict[str, bool]] = {}
         self.drained: set[str] = set()
         self.mode = ""
@@ -145,6 +146,17 @@ class Agent:
                 self.log(f"removed stale VIP {stale.address} from {stale.interface}")
         if nft.exists():
             self.log(f"adopted stale nft table netdev {nft.TABLE}: it forwards until the new ruleset replaces it")
+        # The dead agent's slot tables seed the new ones: flows keep their servers across the restart
+        # (a fresh assignment would move the slots that health changes or drains had moved).
+        wanted_vips = {v.name: v for v in wanted.vips}
+        for item in old.get("vips", []):
+            v, table = wanted_vips.get(item.get("name")), item.get("slot_table")
+            if v is None or item.get("address") != str(v.address) or not isinstance(table, list) \
+                    or len(table) != scheduler.SLOTS:
+                continue
+            self.tables[v.name] = [n if n in v.servers else None for n in table]
+            self._adopted_vips.append(item)
+            self.log(f"adopted the slot table of VIP {v.name} (pid {pid} left it)")
         self.write_partial()
 
     def _choose_mode(self) -> str:
@@ -220,7 +232,8 @@ class Agent:
                 if pinned is not None and s.mac:
                     servers[-1]["pinned_flows"] = pinned.get(s.mac.lower(), 0)
             vips.append({"name": v.name, "address": str(v.address), "affinity": v.affinity,
-                         "services": [str(s) for s in v.services], "servers": servers})
+                         "services": [str(s) for s in v.services], "servers": servers,
+                         "slot_table": table})  # read back by the next start after a crash
         data = {"pid": os.getpid(), "netns": _netns_id(), "dataplane": self.mode, "interface": self.config.interface,
                 "agent": self.config.agent, "agent_mac": self.agent_mac, "inventory": os.path.abspath(self.inventory_path),
                 "table": nft.TABLE, "claims": [asdict(c) for c in self.claims], "vips": vips, "updated": time.time(),
@@ -305,7 +318,7 @@ class Agent:
     def write_partial(self) -> None:
         """Record claims as soon as they exist, so a crash right after can be cleaned up."""
         write_json(self.state_file, {"pid": os.getpid(), "netns": _netns_id(), "table": nft.TABLE,
-                                     "claims": [asdict(c) for c in self.claims], "vips": []})
+                                     "claims": [asdict(c) for c in self.claims], "vips": self._adopted_vips})
 
     def _start_forwarder(self) -> None:
         from arpfix.agent import afpacket
