@@ -27,25 +27,29 @@ CLIENT_ADDR = f"{PREFIX_NET}.3"
 SERVICE = r"""
 import socket, sys, threading
 name = sys.argv[1]
+def handle(c):
+    try:
+        a, p = c.getsockname()[:2]
+        a = a[7:] if a.startswith("::ffff:") else a
+        c.sendall(f"{name} {a}:{p}\n".encode())
+        c.settimeout(30)
+        # Stay open while the client keeps writing (for drain tests); echo every line.
+        f = c.makefile("rb")
+        for line in f:
+            c.sendall(f"{name} ".encode() + line)
+    except OSError:
+        pass
+    finally:
+        c.close()
 def serve(port):
     s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     s.bind(("::", port)); s.listen(512)
+    # One thread per connection, as a real service: a connection whose client is gone (its FIN lost
+    # while no agent forwarded) must not hold up the connections after it.
     while True:
         c, _ = s.accept()
-        try:
-            a, p = c.getsockname()[:2]
-            a = a[7:] if a.startswith("::ffff:") else a
-            c.sendall(f"{name} {a}:{p}\n".encode())
-            c.settimeout(30)
-            # Stay open while the client keeps writing (for drain tests); echo every line.
-            f = c.makefile("rb")
-            for line in f:
-                c.sendall(f"{name} ".encode() + line)
-        except OSError:
-            pass
-        finally:
-            c.close()
+        threading.Thread(target=handle, args=(c,), daemon=True).start()
 ports = [int(p) for p in sys.argv[2:]]
 for p in ports[1:]:
     threading.Thread(target=serve, args=(p,), daemon=True).start()
