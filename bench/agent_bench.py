@@ -32,6 +32,21 @@ sys.path.insert(0, os.path.join(REPO, "tests", "lab"))
 import agent_topology as t
 
 METRICS = ("tcp_bps", "udp_pps", "conn_s")
+# The connection-rate target: accept, one line, close, one connection at a time (the lab's own test
+# service takes a thread per connection and would be the limit, not the path).
+ACCEPTOR = r"""
+import socket
+s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", 5203)); s.listen(1024)
+while True:
+    c, _ = s.accept()
+    try:
+        c.sendall(b"ok\n")
+    except OSError:
+        pass
+    c.close()
+"""
 CONNS = r"""
 import socket, sys, time, os
 from multiprocessing import Pool
@@ -109,7 +124,7 @@ class Bench:
         return end.get("sum_received", {}).get("bits_per_second", 0.0)
 
     def conns(self, target: str) -> float:
-        out = t.run(*self.on_endpoints([sys.executable, "-c", CONNS, target, "80", str(self.seconds)]), ns=self.topo.client,
+        out = t.run(*self.on_endpoints([sys.executable, "-c", CONNS, target, "5203", str(self.seconds)]), ns=self.topo.client,
                     timeout=self.seconds + 30)
         return float(out.stdout.strip())
 
@@ -204,13 +219,14 @@ def main() -> int:
         bench = Bench(topo, args.seconds, args.repeat, args.agent_cpu)
         topo.start(rs, ["iperf3", "-s", "-B", t.VIP, "-p", "5201"], stdout=subprocess.DEVNULL)
         topo.start(rs, ["iperf3", "-s", "-B", topo.server_addr(1), "-p", "5202"], stdout=subprocess.DEVNULL)
+        topo.start(rs, [sys.executable, "-c", ACCEPTOR])
         if args.agent_cpu is not None:
             bench.isolate()
             print(f"agent on CPU {args.agent_cpu} (RPS + affinity), endpoints on CPU {bench.endpoint_cpus}", flush=True)
         time.sleep(0.5)
         inventory = f"/tmp/{topo.prefix}-bench.yaml"
         with open(inventory, "w") as handle:
-            handle.write(topo.inventory_yaml(services=("tcp/80", "tcp/5201", "udp/5201")))
+            handle.write(topo.inventory_yaml(services=("tcp/80", "tcp/5201", "udp/5201", "tcp/5203")))
         results: dict[str, dict[str, list[tuple[float, ...]]]] = {
             "direct": {}, "nft": {}, "afpacket": {}, "direct/nft": {}, "direct/afpacket": {}}
         try:
