@@ -364,7 +364,9 @@ def validate(
         v.keys(body, GROUP_KEYS, path)
         members = []
         for index, member in enumerate(v.sequence(body.get("hosts"), path + ("hosts",))):
-            if member not in raw_hosts:
+            if not isinstance(member, str):
+                v.error(path + ("hosts", index), f"must be a host name, not {_kind(member)}")
+            elif member not in raw_hosts:
                 close = difflib.get_close_matches(str(member), [str(h) for h in raw_hosts], n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 v.error(path + ("hosts", index), f"unknown host {member!r}{hint}")
@@ -606,6 +608,9 @@ def _vips(
         if not raw_members:
             v.error(path + ("real_servers",), "is required: host or group names")
         for member_index, member in enumerate(raw_members):
+            if not isinstance(member, str):
+                v.error(path + ("real_servers", member_index), f"must be a host or group name, not {_kind(member)}")
+                continue
             if member in raw_hosts:
                 names = [member]
             elif member in groups:
@@ -662,6 +667,9 @@ def _agent(v: _Validator, raw: Any, hosts: dict[str, Host], raw_hosts: dict[Any,
     name = body.get("host")
     if name is None:
         v.error(("agent", "host"), "is required: the Linux host that runs probes and the agent")
+        return None
+    if not isinstance(name, str):
+        v.error(("agent", "host"), f"must be a host name, not {_kind(name)}")
         return None
     if name not in raw_hosts:
         v.error(("agent", "host"), f"unknown host {name!r}")

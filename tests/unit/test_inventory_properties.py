@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import string
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -70,3 +71,23 @@ def test_hostile_host_values_are_rejected_or_valid(tmp_path, hosts, vip):
             pattern = LINUX_IFNAME if host.platform == "linux" else WINDOWS_ADAPTER
             assert pattern.match(host.nic)
             assert not set(host.nic) & set(";$`'\"\n\\")
+
+
+# Found by the property above (a CI run on 2026-11-26): a list or mapping where a host name belongs
+# raised TypeError (unhashable) instead of a usage error. Kept as fixed cases.
+BASE = {"hosts": {"rs1": {"platform": "linux", "address": "10.1.0.11"}}}
+
+
+@pytest.mark.parametrize("extra, where", [
+    ({"agent": {"host": []}}, "agent.host"),
+    ({"agent": {"host": {"a": 1}}}, "agent.host"),
+    ({"groups": {"web": {"hosts": [["rs1"]]}}}, "groups.web.hosts[0]"),
+    ({"vips": [{"name": "web", "address": "10.1.0.250", "services": ["tcp/80"], "real_servers": [{"rs1": 1}]}]},
+     "real_servers[0]"),
+])
+def test_a_list_or_mapping_where_a_name_belongs_is_a_usage_error(tmp_path, extra, where):
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump({**BASE, **extra}))
+    with pytest.raises(UsageError) as error:
+        load_inventory(str(path))
+    assert "must be a host" in str(error.value) and where.split("[")[0].split(".")[-1] in str(error.value)
