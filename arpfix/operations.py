@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from arpfix.errors import TransportError
 from arpfix.model import HostResult
 from arpfix.platforms import get_platform
 from arpfix.settings import Host, Inventory
@@ -29,10 +30,24 @@ def gather_raw(host: Host, ctx: RunContext) -> tuple[Any, Any, dict[str, Any]]:
     return platform, transport, transport.run_script(platform.facts_script(host, ctx.inventory))
 
 
+def parse_facts(platform: Any, host: Host, raw: dict[str, Any]) -> dict[str, Any]:
+    """platform.parse_facts; JSON of the wrong shape (a string where an object belongs) is one clear
+    per-host line, not `internal error: AttributeError` (the parsers trust the scripts' shapes)."""
+    try:
+        return platform.parse_facts(raw)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise TransportError(f"unexpected facts from {host.name}: the script's JSON has the wrong shape ({detail})") from None
+
+
 def gather(host: Host, ctx: RunContext) -> tuple[Any, Any, dict[str, Any]]:
     """(platform, open transport, parsed facts): the one facts round trip every command starts with."""
     platform, transport, raw = gather_raw(host, ctx)
-    return platform, transport, platform.parse_facts(raw)
+    try:
+        return platform, transport, parse_facts(platform, host, raw)
+    except TransportError:
+        transport.close()
+        raise
 
 
 def facts(host: Host, ctx: RunContext) -> HostResult:
@@ -54,7 +69,7 @@ def plan(host: Host, ctx: RunContext) -> HostResult:
 def apply(host: Host, ctx: RunContext) -> HostResult:
     platform, transport, raw_before = gather_raw(host, ctx)
     try:
-        host_facts = platform.parse_facts(raw_before)
+        host_facts = parse_facts(platform, host, raw_before)
         changes = platform.plan(host_facts, host, ctx.inventory)
         if not changes:
             return HostResult(host.name, host.platform, "ok")
@@ -62,7 +77,7 @@ def apply(host: Host, ctx: RunContext) -> HostResult:
         raw = transport.run_script(script)
         # The apply script re-reads what it can change; the rest (OS, routes, listeners, firewall)
         # comes from the read at the start of this same session.
-        new_facts = platform.parse_facts({**raw_before, **raw})
+        new_facts = parse_facts(platform, host, {**raw_before, **raw})
         remaining = platform.plan(new_facts, host, ctx.inventory)
         applied = raw.get("applied", [])
         if remaining:
