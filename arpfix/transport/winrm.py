@@ -8,6 +8,10 @@ Security rules enforced here, before any packet is sent:
   system/certifi store). `cert_validation: false` is honoured only when the caller passes
   insecure=True (the CLI's explicit --insecure); otherwise it is refused.
 - HTTP is allowed only with message encryption (ntlm, kerberos, credssp -> encryption 'always').
+  That is what a stock Windows Server accepts: its listener is HTTP 5985, the service allows
+  Kerberos and Negotiate (NTLM) and refuses unencrypted messages and Basic (AllowUnencrypted and
+  Basic default to false: "WinRM Service Default Configuration Settings" in
+  https://learn.microsoft.com/en-us/windows/win32/winrm/installation-and-configuration-for-windows-remote-management).
   Basic over HTTP sends the password in clear and is refused unless insecure=True.
 - Certificate authentication needs HTTPS.
 
@@ -43,7 +47,8 @@ RECEIVE_POLL_SECONDS = 20
 QUICK_RECEIVE_SECONDS = 1.0
 RECEIVE_BACKOFF_START = 0.05
 RECEIVE_BACKOFF_MAX = 1.0
-# What a WS-Management answer carries: SOAP, or SOAP sealed by message encryption.
+# What a WS-Management answer carries: SOAP, or SOAP sealed by message encryption (multipart/encrypted,
+# MS-WSMV 2.2.9.1: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-wsmv/58421aa4-861a-4410-831a-c999f094cdb7).
 WSMAN_CONTENT_TYPES = ("application/soap+xml", "multipart/encrypted")
 
 POWERSHELL = "powershell -NoProfile -NonInteractive -EncodedCommand "
@@ -275,6 +280,8 @@ class WinrmTransport:
             msg = f"connection to {where} timed out after {self.settings.connect_timeout:g}s"
         elif isinstance(exc, requests.exceptions.ReadTimeout):
             msg = f"no answer from {where} during {during} (read timeout)"
+            if during == "the script":
+                msg += f"; {self._unknown_outcome()}"
         elif isinstance(exc, requests.exceptions.ConnectionError):
             text = str(exc)
             if "refused" in text.lower():
@@ -282,15 +289,24 @@ class WinrmTransport:
             elif during == "connect":
                 msg = f"cannot connect to {where}: {_short(text)}"
             else:
-                msg = (
-                    f"connection lost during {during} ({_short(text)}); "
-                    "the script may or may not have completed"
-                )
+                msg = f"connection lost during {during} ({_short(text)})"
+                if during == "the script":
+                    msg += f"; {self._unknown_outcome()}"
         elif isinstance(exc, wexc.WinRMError):
             msg = f"WinRM error during {during}: {exc}"
         else:
             msg = f"unexpected {type(exc).__name__} during {during}: {exc}"
         return self._fail(msg)
+
+    def _unknown_outcome(self) -> str:
+        # The command belongs to the WinRM shell, not to our connection: it runs on until it ends or
+        # the idle shell is deleted (Winrs IdleTimeout, "Winrs Default Configuration Settings" in
+        # https://learn.microsoft.com/en-us/windows/win32/winrm/installation-and-configuration-for-windows-remote-management),
+        # so once the connection is gone nobody here knows which happened.
+        return (
+            "the remote script may still be running or may have been stopped; "
+            f"run 'arpfix audit --limit {self.host.name}' to see the host's state before running again"
+        )
 
     # ------------------------------------------------------------------ running
     def _run_command(self, protocol: Any, shell_id: str, command: str, deadline: float,

@@ -132,3 +132,23 @@ def test_linux_facts_of_the_wrong_shape_are_one_clear_line(tmp_path, capsys, mon
     assert host["error"].startswith("unexpected facts from rs1: "), host["error"]
     assert "\n" not in host["error"]
     assert all(t.closed for t in transports)  # the connection is closed on this failure too
+
+
+def test_apply_cut_off_mid_script_says_the_outcome_is_unknown_and_to_audit(wsman, tmp_path, capsys, winrm_password):
+    """The server vanishes while the apply script runs: one line that says what is known and what to do."""
+    server = wsman(auth="basic")
+
+    def handler(script: str) -> tuple[str, str, int]:
+        if len(server.scripts) == 2:  # the apply script: the connection drops before its answer
+            server.die_on_receive = True
+        return json.dumps(WINDOWS_RAW) + "\r\n", "", 0
+
+    server.handler = handler
+    inventory = windows_inventory(tmp_path, server.port)
+    code, out, err = run_cli(capsys, "apply", "-i", inventory, "--insecure", "--yes")
+    assert code == Exit.FAILED, out + err
+    line = next(line for line in out.splitlines() if line.startswith("ss1"))
+    assert "connection lost during the script" in line
+    assert "the remote script may still be running or may have been stopped" in line
+    assert "run 'arpfix audit --limit ss1'" in line
+    assert PASSWORD not in out + err

@@ -313,3 +313,29 @@ def test_a_plain_web_server_is_not_a_ws_management_endpoint(auth, ntlm_users) ->
     message = str(err.value)
     assert message.startswith("win1: ") and f"127.0.0.1:{web.port}/wsman" in message
     assert PASSWORD not in message
+
+
+# -- a dropped connection mid-script (issue 13) -------------------------------------------------
+
+UNKNOWN_OUTCOME = "the remote script may still be running or may have been stopped; run 'arpfix audit --limit win1'"
+
+
+def test_a_dropped_connection_says_the_outcome_is_unknown_and_what_to_do(wsman, ntlm_users) -> None:
+    server = wsman(auth="ntlm")
+    server.die_on_receive = True
+    with pytest.raises(TransportError) as err:
+        transport(server).run_script("x")
+    message = str(err.value)
+    assert UNKNOWN_OUTCOME in message, message
+    assert "\n" not in message and PASSWORD not in message
+
+
+def test_a_read_timeout_mid_script_says_the_outcome_is_unknown(wsman) -> None:
+    """The server holds the Receive longer than the read timeout: the same plain line."""
+    server = wsman(auth="basic")
+    t = transport(server, insecure=True)
+    t._connect().transport.read_timeout_sec = (3.0, 0.5)  # (connect, read); really poll + 10 s
+    server.receive_delay = 1.5
+    with pytest.raises(TransportError) as err:
+        t.run_script("x", timeout=30)
+    assert "read timeout" in str(err.value) and UNKNOWN_OUTCOME in str(err.value)
