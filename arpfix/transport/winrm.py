@@ -294,6 +294,8 @@ class WinrmTransport:
                     msg += f"; {self._unknown_outcome()}"
         elif isinstance(exc, wexc.WinRMError):
             msg = f"WinRM error during {during}: {exc}"
+            if self.settings.auth.lower() == "kerberos" and "not installed" in str(exc):
+                msg += " (install pywinrm[kerberos], which needs the system's Kerberos library, or use auth ntlm)"
         else:
             msg = f"unexpected {type(exc).__name__} during {during}: {exc}"
         return self._fail(msg)

@@ -339,3 +339,13 @@ def test_a_read_timeout_mid_script_says_the_outcome_is_unknown(wsman) -> None:
     with pytest.raises(TransportError) as err:
         t.run_script("x", timeout=30)
     assert "read timeout" in str(err.value) and UNKNOWN_OUTCOME in str(err.value)
+
+
+def test_kerberos_over_http_is_sealed_and_a_missing_kerberos_library_is_one_clear_line(monkeypatch) -> None:
+    import winrm.transport
+
+    t = WinrmTransport(make_host(5985, auth="kerberos"))
+    assert t._kwargs["message_encryption"] == "always"  # accepted over HTTP, never unencrypted
+    monkeypatch.setattr(winrm.transport, "HAVE_KERBEROS", False)
+    with pytest.raises(TransportError, match=r"install pywinrm\[kerberos\].*or use auth ntlm"):
+        t.run_script("x")
