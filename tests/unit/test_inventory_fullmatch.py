@@ -132,3 +132,14 @@ def test_inventory_check_refuses_a_trailing_newline_in_one_clear_line(tmp_path):
     assert "defaults.ssh.user: invalid user name 'admin\\n'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def test_an_ansible_inventory_gets_the_same_full_match(tmp_path):
+    """Ansible variables become arpfix fields and pass the same checks: ansible_user "root\\n" is refused."""
+    path = tmp_path / "hosts.yml"
+    path.write_text('all:\n  hosts:\n    rs1:\n      ansible_host: 10.1.0.11\n      ansible_user: "root\\n"\n'
+                    "      arpfix_platform: linux\n")
+    with pytest.raises(InventoryError) as info:
+        load_inventory(str(path))
+    assert [p.field for p in info.value.problems] == ["hosts.rs1.ssh.user"]
+    assert "invalid user name 'root\\n'" in str(info.value)
