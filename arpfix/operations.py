@@ -31,10 +31,24 @@ def gather_raw(host: Host, ctx: RunContext) -> tuple[Any, Any, dict[str, Any]]:
     return platform, transport, transport.run_script(platform.facts_script(host, ctx.inventory))
 
 
+def parse_facts(platform: Any, host: Host, raw: dict[str, Any]) -> dict[str, Any]:
+    """platform.parse_facts; JSON of the wrong shape (a string where an object belongs) is one clear
+    per-host line, not `internal error: AttributeError` (the parsers trust the scripts' shapes)."""
+    try:
+        return platform.parse_facts(raw)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise TransportError(f"unexpected facts from {host.name}: the script's JSON has the wrong shape ({detail})") from None
+
+
 def gather(host: Host, ctx: RunContext) -> tuple[Any, Any, dict[str, Any]]:
     """(platform, open transport, parsed facts): the one facts round trip every command starts with."""
     platform, transport, raw = gather_raw(host, ctx)
-    return platform, transport, platform.parse_facts(raw)
+    try:
+        return platform, transport, parse_facts(platform, host, raw)
+    except TransportError:
+        transport.close()
+        raise
 
 
 def facts(host: Host, ctx: RunContext) -> HostResult:
@@ -50,13 +64,20 @@ def _journaled_since(host: Host, ctx: RunContext, platform: Any, count: int) -> 
     transport = None
     try:
         transport = make_transport(host, ctx.transport_options)
-        journal = platform.parse_facts(transport.run_script(platform.facts_script(host, ctx.inventory))).get("journal", [])
+        journal = parse_facts(platform, host, transport.run_script(platform.facts_script(host, ctx.inventory))).get("journal", [])
     except ArpfixError:
         return None
     finally:
         if transport is not None:
             transport.close()
-    return [_entry_text(e) for e in journal[count:] if e.get("op") not in ("begin", "end")]
+    if not isinstance(journal, list):  # a platform whose journal is not a list of entries
+        return None
+    return [_entry_text(e) for e in journal[count:] if isinstance(e, dict) and e.get("op") not in ("begin", "end")]
+
+
+def _journal_length(host_facts: dict[str, Any]) -> int:
+    journal = host_facts.get("journal")
+    return len(journal) if isinstance(journal, list) else 0
 
 
 def _entry_text(entry: dict[str, Any]) -> str:
@@ -70,7 +91,8 @@ def _cut(host: Host, ctx: RunContext, platform: Any, exc: TransportError, journa
     message = str(exc)
     done = list((exc.document or {}).get("applied", []) or [])
     if exc.document is None:
-        message = f"{message}; {CUT_HINT}"
+        if "may still be running" not in message:
+            message = f"{message}; {CUT_HINT}"
         journaled = _journaled_since(host, ctx, platform, journal_before)
         if journaled:
             done = [f"journaled: {text}" for text in journaled]
@@ -98,7 +120,7 @@ def plan(host: Host, ctx: RunContext) -> HostResult:
 def apply(host: Host, ctx: RunContext) -> HostResult:
     platform, transport, raw_before = gather_raw(host, ctx)
     try:
-        host_facts = platform.parse_facts(raw_before)
+        host_facts = parse_facts(platform, host, raw_before)
         changes = platform.plan(host_facts, host, ctx.inventory)
         if not changes:
             return HostResult(host.name, host.platform, "ok")
@@ -110,10 +132,10 @@ def apply(host: Host, ctx: RunContext) -> HostResult:
         try:
             raw = transport.run_script(script)
         except TransportError as exc:
-            return _cut(host, ctx, platform, exc, len(host_facts.get("journal", []) or []), changes)
+            return _cut(host, ctx, platform, exc, _journal_length(host_facts), changes)
         # The apply script re-reads what it can change; the rest (OS, routes, listeners, firewall)
         # comes from the read at the start of this same session.
-        new_facts = platform.parse_facts({**raw_before, **raw})
+        new_facts = parse_facts(platform, host, {**raw_before, **raw})
         remaining = platform.plan(new_facts, host, ctx.inventory)
         applied = raw.get("applied", [])
         if remaining:
@@ -150,7 +172,7 @@ def rollback(host: Host, ctx: RunContext, *, dry_run: bool = False) -> HostResul
         try:
             raw = transport.run_script(script)
         except TransportError as exc:
-            return _cut(host, ctx, platform, exc, len(host_facts.get("journal", []) or []), changes)
+            return _cut(host, ctx, platform, exc, _journal_length(host_facts), changes)
         kept = [f"{c.subject}: {c.detail}" for c in changes if c.action == "keep"]
         left = kept + list(raw.get("left", []))
         # "kept": something arpfix set was changed since, and stays as it is now (exit 3)

@@ -178,7 +178,7 @@ def parse_facts(raw: dict[str, Any]) -> dict[str, Any]:
         "effective4": effective,
         "sysctl6": {dev: {k: to_int(v) for k, v in values.items()} for dev, values in (raw.get("sysctl6") or {}).items()},
         "sysctl_files": parse_sysctl_files(raw.get("sysctl_files") or ""),
-        "stack": raw.get("stack") or {},
+        "stack": raw.get("stack") if isinstance(raw.get("stack"), dict) else {},
         "listening": listening,
         "firewall": [line for line in firewall_text.splitlines() if line.strip()],
         "redirect_rules": [line.strip() for line in redirect_text.splitlines() if line.strip()],
