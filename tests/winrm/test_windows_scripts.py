@@ -77,17 +77,17 @@ def test_facts_plan_apply_round_trip_over_the_wire(wsman, ntlm_users) -> None:
     for function, mutation in (("Add-ArpfixVip", "New-NetIPAddress"),
                                ("Set-ArpfixIpInterface", "Set-NetIPInterface"),
                                ("Set-ArpfixLoopbackSettings", "Set-DnsClient"),
-                               ("Set-ArpfixLoopbackSettings", "Disable-NetAdapterBinding"),
+                               ("Set-ArpfixBindings", "Disable-NetAdapterBinding"),
                                ("Set-ArpfixFirewall", "New-NetFirewallRule"),
-                               ("New-ArpfixLoopback", "CreateLoopback")):
+                               ("New-ArpfixLoopback", "RegisterLoopback")):
         start = apply_script.index(f"function {function}")
         end = apply_script.index("\n}\n", start)
         text = apply_script[start:end]
         assert text.index("Journal") < text.index(mutation), (function, mutation)
     # no devcon, no downloads; SetupAPI sequence present
     for needle in ("SetupDiCreateDeviceInfoList", "DICD_GENERATE_ID", "SPDRP_HARDWAREID",
-                   '"*MSLOOP\\0\\0"', "DIF_REGISTERDEVICE", "UpdateDriverForPlugAndPlayDevicesW",
-                   "INSTALLFLAG_FORCE", "netloop.inf", "4d36e972-e325-11ce-bfc1-08002be10318"):
+                   '"*MSLOOP\\0\\0"', "DIF_REGISTERDEVICE", "netloop.inf",
+                   "4d36e972-e325-11ce-bfc1-08002be10318"):
         assert needle in apply_script
     lowered = "\n".join(line for line in apply_script.lower().splitlines()
                         if not line.lstrip().startswith(("#", "//")))
@@ -107,9 +107,11 @@ def test_rollback_script_over_the_wire(wsman, ntlm_users) -> None:
     main = body(script)
     assert "[array]::Reverse($entries)" in main
     order = [main.index(s) for s in ("'firewall' {", "'ipinterface' {", "'address' {",
-                                     "pnputil.exe /remove-device", "Remove-Item -LiteralPath $ArpfixJournalPath")]
+                                     "Remove-ArpfixDevice $id", "Remove-Item -LiteralPath $AJ")]
     assert order == sorted(order)
-    assert "[ArpfixSetupApi]::RemoveDevice($id)" in main  # fallback before Windows 10 2004
+    remove = script[script.index("function Remove-ArpfixDevice"):]
+    assert "pnputil.exe /remove-device" in remove
+    assert "[ArpfixSetupApi]::RemoveDevice($InstanceId)" in remove  # fallback before Windows 10 2004
     assert "$current -ne [string]$e.after" in main  # guard: someone else's value wins
     assert main.rindex("Get-ArpfixFacts") > order[-1]
 
