@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from arpfix.errors import ArpfixError
+from arpfix.errors import ArpfixError, TransportError
 from arpfix.platforms.windows import WindowsPlatform, desired_state, find_loopback, find_nic
 from arpfix.settings import Host, Inventory, Service, Vip
 
@@ -79,6 +79,10 @@ def test_case(path: Path) -> None:
         assert facts["legacy"] is True
         with pytest.raises(ArpfixError):
             PLATFORM.apply_script(facts, host, inventory, changes)
+    elif expect.get("blocked"):  # one clear line, the blocker's own reason
+        with pytest.raises(TransportError) as raised:
+            PLATFORM.apply_script(facts, host, inventory, changes)
+        assert "\n" not in str(raised.value) and changes[0].detail in str(raised.value)
     else:
         script = PLATFORM.apply_script(facts, host, inventory, changes)
         assert "$P = @{" in script
