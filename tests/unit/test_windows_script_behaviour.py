@@ -64,7 +64,9 @@ def test_device_is_marked_and_journaled_before_and_right_after_it_exists() -> No
     assert steps == sorted(steps)
     # a cut run's device is recognised by the marker: adopted (it has an adapter) or removed
     assert "Get-ArpfixMarkedDevices" in function(apply, "Find-ArpfixLoopback")
-    assert "Remove-ArpfixDevice $d.InstanceId" in function(apply, "Remove-ArpfixOrphans")
+    orphans = function(apply, "Remove-ArpfixOrphans")
+    assert "Get-ArpfixMarkedDevices" in orphans and "$Journal.adapter.instance_id" in orphans
+    assert "Remove-ArpfixDevice $id" in orphans
     main = main_block(apply)
     assert main.index("Remove-ArpfixOrphans $J $lo") < main.index("New-ArpfixLoopback $J")
 
@@ -75,8 +77,9 @@ def test_ip_interface_is_waited_for_before_any_address_or_interface_step() -> No
     assert "foreach ($family in $P.Families)" in wait and "AddSeconds(60)" in wait
     assert "no ' + $family + ' IP interface after 60 s" in wait and "throw" in wait
     main = main_block(apply)
-    assert main.index("New-ArpfixLoopback $J") < main.index("Wait-ArpfixIpInterface $lo") < \
-        main.index("Add-ArpfixVip $J") < main.index("Set-ArpfixLoopbackSettings $J")
+    assert main.index("New-ArpfixLoopback $J") < main.index("Enable-ArpfixRequiredBindings $J $lo") < \
+        main.index("Wait-ArpfixIpInterface $lo") < main.index("Add-ArpfixVip $J") < \
+        main.index("Set-ArpfixLoopbackSettings $J")
 
 
 @pytest.mark.parametrize("name", ["Set-ArpfixIpInterface", "Set-ArpfixLoopbackSettings",
@@ -114,7 +117,7 @@ def test_persistent_store_is_written_when_only_it_differs() -> None:
 def test_journal_is_replaced_atomically() -> None:
     save = code_lines(function(scripts()["apply"], "Save-ArpfixJournal"))
     assert "Move-Item" not in save  # Windows PowerShell: deletes the destination, then renames
-    assert "[IO.File]::Replace($tmp, $AJ, $null)" in save
+    assert "[IO.File]::Replace($tmp, $AJ, [NullString]::Value)" in save
 
 
 @pytest.mark.parametrize("name", ["apply", "rollback"])

@@ -107,10 +107,14 @@ def find_loopback(facts: dict[str, Any], want: Desired) -> tuple[dict[str, Any] 
 
 
 def orphan_devices(facts: dict[str, Any], lo: dict[str, Any] | None) -> list[str]:
-    """Devices arpfix created (marker) that are not its loopback: a cut run's leftovers."""
+    """Devices arpfix created that are not its loopback (a cut run's or a failed driver install's
+    leftovers): those with the marker, and the one the journal records as created."""
     mine = lo["instance_id"].lower() if lo else ""
+    recorded = (facts.get("journal") or {}).get("adapter") or {}
+    created = str(recorded.get("instance_id") or "").lower() if recorded.get("created") else ""
     return sorted(d["instance_id"] for d in facts.get("devices", [])
-                  if d["marker"] and d["instance_id"].lower() != mine)
+                  if (d["marker"] or d["instance_id"].lower() == created)
+                  and d["instance_id"].lower() != mine)
 
 
 def find_nic(facts: dict[str, Any], want: Desired) -> dict[str, Any] | None:
