@@ -134,7 +134,8 @@ def test_host_side_lock_around_every_change(name: str) -> None:
 
 def test_rollback_removes_a_recorded_device_without_an_adapter_or_keeps_the_journal() -> None:
     main = main_block(scripts()["rollback"])
-    assert "Get-PnpDevice -InstanceId $id" in main  # the device, not its NetAdapter
+    assert "if (-not (Test-ArpfixDevice $id)) { continue }" in main  # the device, not its NetAdapter
+    assert "Get-PnpDevice -InstanceId $InstanceId" in function(scripts()["rollback"], "Test-ArpfixDevice")
     assert "PnPDeviceID -eq $id" not in main
     assert "$_.Marker -eq $P.Marker" in main  # a cut run's unrecorded device too
     assert "if (-not $keepJournal -and (Test-Path -LiteralPath $AJ))" in main
