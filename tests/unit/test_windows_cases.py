@@ -138,3 +138,27 @@ def test_plan_is_pure_and_repeatable() -> None:
     first = PLATFORM.plan(facts, host, inventory)
     assert PLATFORM.plan(facts, host, inventory) == first
     assert json.dumps(case["raw"], sort_keys=True) == snapshot
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("run_lock_held", "another arpfix run holds the lock since 2026-12-01T17:02:11"),
+    ("constrained_language", "PowerShell is in ConstrainedLanguage mode (AppLocker/WDAC)"),
+])
+def test_rollback_is_refused_while_blocked(name: str, message: str) -> None:
+    case = json.loads((Path(__file__).parent / "windows_cases" / f"{name}.json").read_text())
+    host, _ = build(case)
+    facts = PLATFORM.parse_facts(case["raw"])
+    with pytest.raises(TransportError) as raised:
+        PLATFORM.rollback_script(facts, host, PLATFORM.rollback_plan(facts, host))
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_lock_and_language_mode_normalised_as_windows_powershell_writes_them() -> None:
+    """[string]$ExecutionContext.SessionState.LanguageMode is the enum name; a raw PSLanguageMode
+    serialised by ConvertTo-Json would be its integer (3 = ConstrainedLanguage)."""
+    assert PLATFORM.parse_facts({"language_mode": 3})["language_mode"] == "ConstrainedLanguage"
+    assert PLATFORM.parse_facts({"language_mode": "FullLanguage"})["language_mode"] == "FullLanguage"
+    assert PLATFORM.parse_facts({})["language_mode"] == ""  # older facts: nothing to block on
+    lock = PLATFORM.parse_facts({"lock": {"started": "T", "pid": "42", "alive": False}})["lock"]
+    assert lock == {"started": "T", "pid": 42, "action": "", "alive": False}
+    assert PLATFORM.parse_facts({"lock": None})["lock"] is None
