@@ -81,7 +81,7 @@ def fake_dmi(lab):
     """DMI files of a cloud on rs1: a tmpfs over /sys/class in rs1's own mount namespace."""
     def make(**values):
         files = " && ".join(f"printf '%s\\n' {json.dumps(v)} > /run/arpfix-test-sys/dmi/id/{k}" for k, v in values.items())
-        sh(lab, "rs1", "umount /sys/class 2>/dev/null; mkdir -p /run/arpfix-test-sys/dmi/id && " + files
+        sh(lab, "rs1", "umount /sys/class 2>/dev/null; rm -rf /run/arpfix-test-sys; mkdir -p /run/arpfix-test-sys/dmi/id && " + files
            + " && mount --bind /run/arpfix-test-sys /sys/class")
     yield make
     sh(lab, "rs1", "umount /sys/class 2>/dev/null; rm -rf /run/arpfix-test-sys; true")

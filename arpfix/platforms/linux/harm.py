@@ -4,10 +4,7 @@
   present and future; kube-proxy did exactly this and broke container networking
   (kubernetes#71555, #72779) and made it opt-in (#75295). The kernel uses the larger of `all` and
   the interface's own value, so the NIC's own value is enough for the NIC facing the load balancer.
-* Clouds, from local DMI data only (the identifiers cloud-init's ds-identify reads; no metadata
-  service is ever contacted): Layer 2 DR cannot work in an AWS VPC (no ARP for secondary addresses,
-  source/destination check); Google's guest agent already routes forwarded load-balancer IPs
-  locally (guest-agent#555); Azure load balancers do DSR as "Floating IP".
+* Clouds: arpfix.platforms.cloud (shared with Windows).
 * Sources: a UDP service bound to the wildcard address replies from the server's own address, not
   the VIP (xinetd#16, netty#13495); connections the server opens itself must not leave from a VIP
   (seesaw#117, keepalived#2183).
@@ -22,12 +19,12 @@ import re
 from typing import Any
 
 from arpfix.model import Finding
+from arpfix.platforms.cloud import cloud_findings, detect_cloud  # noqa: F401 - re-exported for the Linux phases
 from arpfix.platforms.linux.common import DUMMY_NAME, NETWORKD_DUMMY_FILE, NETWORKD_FILE
 from arpfix.settings import Host, Vip
 
 CONTAINER_PREFIXES = ("docker", "cni", "cali", "flannel", "vxlan", "veth", "kube-ipvs", "virbr", "br-", "cilium",
                       "weave", "podman", "lxcbr", "tunl")
-AZURE_ASSET_TAG = "7783-7084-3265-9085-8269-3286-77"  # Azure's chassis asset tag (cloud-init ds-identify)
 
 
 def container_interfaces(facts: dict[str, Any]) -> list[str]:
@@ -45,42 +42,6 @@ def arp_scope(facts: dict[str, Any], host: Host) -> tuple[str, str]:
         return "nic", (f"container networking detected ({shown}): ARP settings applied to the NIC only, never to "
                        "`all` (set arp_scope: all to change every interface)")
     return "all", ""
-
-
-def detect_cloud(facts: dict[str, Any], host: Host) -> tuple[str, str]:
-    """(cloud, evidence): "aws" | "gcp" | "azure" | "none", from the inventory or the host's DMI data."""
-    if host.cloud != "auto":
-        return host.cloud, f"cloud: {host.cloud} (inventory)"
-    dmi = facts.get("dmi", {})
-    vendor, product, bios = dmi.get("sys_vendor", ""), dmi.get("product_name", ""), dmi.get("bios_vendor", "")
-    if "Amazon EC2" in (vendor, bios) or dmi.get("uuid", "").lower().startswith("ec2") \
-            or "amazon" in dmi.get("bios_version", "").lower():
-        return "aws", f"DMI: {vendor or bios or dmi.get('uuid')}"
-    if vendor == "Google" or product == "Google Compute Engine":
-        return "gcp", f"DMI: {product or vendor}"
-    if dmi.get("chassis_asset_tag") == AZURE_ASSET_TAG:
-        return "azure", "DMI: Azure chassis asset tag"
-    return "none", ""
-
-
-def cloud_findings(facts: dict[str, Any], host: Host) -> list[Finding]:
-    cloud, evidence = detect_cloud(facts, host)
-    if cloud == "aws":
-        return [Finding("cloud", False, "Layer 2 segment", f"AWS ({evidence})",
-                        "Layer 2 DR does not work in an AWS VPC (no ARP for secondary addresses, source/destination "
-                        "check)", source=evidence,
-                        fix="use a NAT or proxy mode of the load balancer (or an NLB); set `cloud: none` if this host "
-                            "is not in a VPC")]
-    if cloud == "gcp":
-        return [Finding("cloud", False, None, f"Google Cloud ({evidence})",
-                        "Google's guest agent already adds local routes for forwarded load-balancer IPs", source=evidence,
-                        severity="warning", fix="check that the VIP is not also routed locally by the guest agent "
-                                                "(ip route show table local)")]
-    if cloud == "azure":
-        return [Finding("cloud", False, None, f"Azure ({evidence})",
-                        "Azure load balancers do direct server return as Floating IP", source=evidence, severity="warning",
-                        fix="enable Floating IP on the load-balancing rule; the VIP stays on the loopback")]
-    return []
 
 
 def source_findings(facts: dict[str, Any], vips: tuple[Vip, ...]) -> list[Finding]:
