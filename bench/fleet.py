@@ -1,15 +1,34 @@
 #!/usr/bin/env python3
-"""Fleet speed: arpfix vs an equivalent Ansible playbook vs the OpenSSH floor, on lab servers.
+"""Fleet speed on lab servers: arpfix against the tools an administrator would pick instead, each
+making the same change, proven before it is timed.
 
-For each N, one lab of N real servers; per round, the three tools run alternately on the same
-servers (audit: read the same state; apply: make the same changes, then undo them):
-  1. arpfix audit / arpfix apply + arpfix rollback
-  2. ansible-playbook (forks = N, gather_facts off, pipelining on, same key and known_hosts)
-  3. the floor: N parallel `ssh` processes, one command each (read the state / make the changes)
-Prints wall-time medians, the ratios arpfix/floor and ansible/arpfix, and arpfix's peak memory.
-A benchmark prints figures; it asserts nothing and is not run by CI.
+Tools: arpfix; the OpenSSH floor (N parallel `ssh` running one guarded script); ansible-core
+(pipelining, forks = N); ansible-core with Mitogen; pyinfra 3. Peers run from their own virtual
+environments (bench/fleet_tools.py), made on first use under /var/tmp/arpfix-bench-venvs.
+Jobs: audit, apply from fresh, apply again (no change), rollback (arpfix only: the others have none).
 
-Usage (root): python bench/fleet.py [--sizes 10,25,50] [--rounds 3] [--skip-ansible]
+Equal work, checked: per lab, arpfix applies once on fresh servers; the strict snapshot of every
+server (tests/lab/lifecycle_tools.snapshot) is then the reference, and the files arpfix wrote are
+what the peers write. Every server is snapshotted when the lab is new ("pristine"), before each
+tool's turn (after a reset, it must equal pristine again), after each apply (must equal arpfix's)
+and after "apply again" (must equal arpfix's, with every file's inode and times untouched). A tool
+whose end state differs is refused and not timed, with the difference printed. A small lab
+(--validate-hosts) runs the whole cycle untimed first, so an unequal tool is refused before any
+timed run.
+
+Fair timing: tools alternate round by round (the order rotates); each tool's block waits for a quiet
+machine (1-minute load below 1, at most --quiet-wait s) and records the load it started at. Every
+target address must route through the lab's own link before any tool is pointed at it.
+
+Per tool and job: median and min-max wall time over the rounds, peak memory (largest process, and
+the sum over the tool's processes), the tool's CPU seconds (its whole process tree, Ansible's SSH
+masters included: they are closed after each run) and the servers' CPU seconds (their sshd and all
+it ran), and the ratios to arpfix and to the floor. A benchmark prints figures; it asserts nothing
+and is not run by CI.
+
+Usage (root): python bench/fleet.py [--sizes 25,50,150] [--rounds 3] [--tools arpfix,floor,...]
+              python bench/fleet.py --summarize RESULTS.jsonl
+              python bench/fleet.py --sizes 50 --rounds 0 --breakdown    (where arpfix's audit time goes)
 """
 
 from __future__ import annotations
@@ -17,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -25,222 +45,229 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from fleet_measure import ServerCpu, become_subreaper, measure, wait_quiet  # noqa: E402
+from fleet_state import LabView, check_routes, differences, identities, inventory_addresses, read_file, reset, snapshots  # noqa: E402
+from fleet_tools import Reference, Tools, ensure_venvs, versions  # noqa: E402
 
 from arpfix.lab.core import lab_down, lab_status, lab_up  # noqa: E402
 from arpfix.templating import render  # noqa: E402
 
-AUDIT_PLAYBOOK = """\
-- hosts: real_servers
-  gather_facts: false
-  tasks:
-    - name: read ARP sysctls, lo addresses and arpfix files (the same reads as arpfix audit)
-      ansible.builtin.shell: |
-        for f in /proc/sys/net/ipv4/conf/*/arp_ignore /proc/sys/net/ipv4/conf/*/arp_announce /proc/sys/net/ipv4/conf/*/rp_filter; do echo "$f $(cat $f)"; done
-        ip -j addr show; ip -j route show default; ss -Hltnu
-        grep -H -E 'arp_(ignore|announce)' /etc/sysctl.conf /etc/sysctl.d/*.conf 2>/dev/null || true
-        cat /etc/sysctl.d/90-arpfix.conf /etc/systemd/system/arpfix-vip.service 2>/dev/null || true
-      changed_when: false
-"""
 
-# The end state every tool's apply reaches (and its rollback removes): the ARP sysctls on `all` and
-# the NIC, the sysctl drop-in, the VIP on lo, and the boot-time re-apply (script, unit, enable link).
-VIP_UP = "#!/bin/sh\\nip -o addr show dev lo | grep -q ' {vip}/32 ' || ip addr add {vip}/32 dev lo label lo:arpfix\\n"
-UNIT = ("[Unit]\\nDescription=VIPs on lo for DR\\nAfter=network-online.target\\n[Service]\\nType=oneshot\\n"
-        "ExecStart=/usr/local/lib/arpfix/arpfix-vip-up\\n[Install]\\nWantedBy=multi-user.target\\n")
-WANTS = "/etc/systemd/system/multi-user.target.wants/arpfix-vip.service"
-
-APPLY_PLAYBOOK = """\
-- hosts: real_servers
-  gather_facts: false
-  tasks:
-    - name: ARP sysctls at runtime (ansible.posix.sysctl is not in ansible-core; sysctl -w is what it runs)
-      ansible.builtin.command: sysctl -w {{{{ item }}}}
-      loop: [net.ipv4.conf.all.arp_ignore=1, net.ipv4.conf.all.arp_announce=2, net.ipv4.conf.eth0.arp_ignore=1, net.ipv4.conf.eth0.arp_announce=2]
-    - name: ARP sysctls persisted
-      ansible.builtin.copy:
-        dest: /etc/sysctl.d/90-arpfix.conf
-        content: "net.ipv4.conf.all.arp_ignore = 1\\nnet.ipv4.conf.all.arp_announce = 2\\n"
-        mode: "0644"
-    - name: VIP on lo
-      ansible.builtin.shell: ip -o addr show dev lo | grep -q ' {vip}/32 ' || ip addr add {vip}/32 dev lo label lo:arpfix
-    - name: boot-time script
-      ansible.builtin.copy: {{dest: /usr/local/lib/arpfix/arpfix-vip-up, mode: "0755", content: "{vip_up}"}}
-    - name: boot-time unit
-      ansible.builtin.copy: {{dest: /etc/systemd/system/arpfix-vip.service, mode: "0644", content: "{unit}"}}
-    - name: enable it
-      ansible.builtin.file: {{path: {wants}, src: /etc/systemd/system/arpfix-vip.service, state: link}}
-"""
-
-ROLLBACK_PLAYBOOK = """\
-- hosts: real_servers
-  gather_facts: false
-  tasks:
-    - name: remove the VIP
-      ansible.builtin.shell: ip addr del {vip}/32 dev lo 2>/dev/null || true
-    - name: ARP sysctls back
-      ansible.builtin.shell: |
-        for k in all/arp_ignore all/arp_announce eth0/arp_ignore eth0/arp_announce; do echo 0 > /proc/sys/net/ipv4/conf/$k; done
-    - name: remove the files
-      ansible.builtin.file: {{path: "{{{{ item }}}}", state: absent}}
-      loop: [/etc/sysctl.d/90-arpfix.conf, /usr/local/lib/arpfix/arpfix-vip-up, /etc/systemd/system/arpfix-vip.service, {wants}]
-"""
-
-FLOOR_APPLY = ("for k in all eth0; do echo 1 > /proc/sys/net/ipv4/conf/$k/arp_ignore; echo 2 > /proc/sys/net/ipv4/conf/$k/arp_announce; done;"
-               " printf 'net.ipv4.conf.all.arp_ignore = 1\\nnet.ipv4.conf.all.arp_announce = 2\\n' > /etc/sysctl.d/90-arpfix.conf;"
-               " ip addr add {vip}/32 dev lo label lo:arpfix; mkdir -p /usr/local/lib/arpfix /etc/systemd/system/multi-user.target.wants;"
-               " printf \"{vip_up}\" > /usr/local/lib/arpfix/arpfix-vip-up; chmod 755 /usr/local/lib/arpfix/arpfix-vip-up;"
-               " printf '{unit}' > /etc/systemd/system/arpfix-vip.service; ln -s /etc/systemd/system/arpfix-vip.service {wants}")
-FLOOR_ROLLBACK = ("ip addr del {vip}/32 dev lo; for k in all eth0; do echo 0 > /proc/sys/net/ipv4/conf/$k/arp_ignore;"
-                  " echo 0 > /proc/sys/net/ipv4/conf/$k/arp_announce; done;"
-                  " rm -f /etc/sysctl.d/90-arpfix.conf /usr/local/lib/arpfix/arpfix-vip-up /etc/systemd/system/arpfix-vip.service {wants}")
+class Refused(Exception):
+    """The tool did not make arpfix's change (or failed): it is not timed."""
 
 
-def fill(template: str, vip: str) -> str:
-    return template.format(vip=vip, vip_up=VIP_UP.format(vip=vip), unit=UNIT, wants=WANTS)
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-LIVE: list[subprocess.Popen] = []
+class LabRun:
+    """One lab of N servers and every tool's rounds on it."""
+
+    def __init__(self, args: argparse.Namespace, size: int, bins: dict[str, str], refused: dict[str, str]) -> None:
+        self.args, self.size, self.bins, self.refused = args, size, bins, refused
+        self.records: list[dict[str, Any]] = []
+
+    def start(self) -> None:
+        lab_down(self.args.name)
+        log(f"lab up: {self.size} servers")
+        lab_up(self.args.name, self.size)
+        status = lab_status(self.args.name)
+        self.status = status
+        self.lab = LabView(self.args.name)
+        servers = [h for h in status["hosts"] if h["role"] == "real-server"]
+        self.names = [h["name"] for h in servers]
+        self.targets = [{"name": h["name"], "address": h["ssh_address"]} for h in servers]
+        self.inventory = status["inventory"]
+        self.vip = status["vip"]
+        self.sshd = ServerCpu([h["pids"]["sshd"] for h in servers])
+        self.check_routes()
+        self.work = Path(tempfile.mkdtemp(prefix="afxbench-", dir="/var/tmp"))
+        self.tools = Tools(self.work, self.bins, self.inventory, self.targets, status["ssh"]["key"],
+                           status["ssh"]["known_hosts"], render("linux/facts.sh.j2", embedded=False))
+        self.pristine = snapshots(self.lab, self.names)
+        self.establish_reference()
+
+    def check_routes(self) -> None:
+        """Every address any tool is pointed at: arpfix's inventory (all its hosts) and the peers' list."""
+        addresses = set(inventory_addresses(self.inventory)) | {t["address"] for t in self.targets}
+        check_routes(sorted(addresses), self.status["admin_link"], self.status["subnet"])
+
+    def establish_reference(self) -> None:
+        """arpfix's apply on the fresh servers is the reference end state; its rollback must give
+        the pristine servers back."""
+        self.run_checked("arpfix", "apply")
+        self.reference = snapshots(self.lab, self.names)
+        first = self.names[0]
+        self.ref = Reference.from_server(lambda path: read_file(self.lab, first, path), self.reference[first], self.vip)
+        nics = {k.split(".")[3] for k, _ in self.ref.sysctls} - {"all", "default"}
+        self.nic = nics.pop() if len(nics) == 1 else "eth0"
+        self.run_checked("arpfix", "rollback")
+        self.expect(self.pristine, "the fresh server", "arpfix rollback")
+        self.tools.prepare(self.ref)
+
+    def run_checked(self, tool: str, job: str) -> Any:
+        self.check_routes()
+        invocation = self.tools.invocation(tool, job)
+        result = measure(invocation.argvs, self.sshd, env=invocation.env, stdin=invocation.stdin)
+        bad = [c for c in result.exit_codes if c not in invocation.ok]
+        if bad:
+            raise Refused(f"{tool} {job}: exit {bad[0]} ({len(bad)} process(es)):\n{result.output[-3000:]}")
+        if tool in ("ansible", "mitogen") and job == "apply again":
+            changed = [int(n) for n in re.findall(r"\bchanged=(\d+)", result.output)]
+            if any(changed):
+                raise Refused(f"{tool} apply again reported changes: {sum(changed)}")
+        return result
+
+    def expect(self, expected: dict[str, str], what: str, after: str) -> None:
+        problem = differences(expected, snapshots(self.lab, self.names), what)
+        if problem:
+            raise Refused(f"after {after}: {problem}")
+
+    def block(self, tool: str, round_no: int, timed: bool) -> None:
+        """One tool's turn: fresh servers, then audit, apply, apply again, rollback, each checked."""
+        reset(self.lab, self.names, self.vip, self.nic)
+        problem = differences(self.pristine, snapshots(self.lab, self.names), "the fresh server")
+        if problem:
+            raise SystemExit(f"the reset between rounds did not give fresh servers back (a benchmark bug):\n{problem}")
+        load, waited = wait_quiet(self.args.quiet_wait) if timed else (os.getloadavg()[0], 0.0)
+        for job in Tools.jobs:
+            if not self.tools.has(tool, job):
+                continue
+            before = identities(self.lab, self.names) if job == "apply again" else None
+            result = self.run_checked(tool, job)
+            if job == "audit" and not timed:
+                self.expect(self.pristine, "the fresh server", f"{tool} audit")
+            elif job in ("apply", "apply again"):
+                self.expect(self.reference, "arpfix's end state", f"{tool} {job}")
+            elif job == "rollback":
+                self.expect(self.pristine, "the fresh server", f"{tool} rollback")
+            if before is not None:
+                problem = differences(before, identities(self.lab, self.names), "the files before")
+                if problem:
+                    raise Refused(f"{tool} apply again rewrote files (inode or times changed): {problem}")
+            record = {"N": self.size, "round": round_no, "tool": tool, "job": job, "wall": round(result.wall, 3),
+                      "tool_cpu": round(result.tool_cpu, 3), "server_cpu": round(result.server_cpu, 3),
+                      "peak_mib": round(result.peak_rss_kib / 1024, 1), "tree_mib": round(result.tree_rss_kib / 1024, 1),
+                      "load": round(load, 2), "waited": round(waited, 1), "left_behind": int(result.extra["left_behind"]),
+                      "left_behind_cpu": round(result.extra["their_cpu"], 3),
+                      "left_behind_what": sorted(set(result.left_behind))[:3]}
+            log(json.dumps(record))
+            if timed:
+                self.records.append(record)
+
+    def rounds(self, count: int) -> None:
+        timed = count > 0
+        names = [t for t in self.args.tools.split(",") if t in Tools.names]
+        for round_no in range(max(count, 1)):
+            order = names[round_no % len(names):] + names[:round_no % len(names)]
+            for tool in order:
+                if tool in self.refused:
+                    continue
+                try:
+                    self.block(tool, round_no, timed)
+                except Refused as refusal:
+                    self.refused[tool] = str(refusal).splitlines()[0]
+                    self.records = [r for r in self.records if r["tool"] != tool]
+                    log(f"REFUSED {tool} (not timed): {refusal}")
+
+    def breakdown(self) -> None:
+        reset(self.lab, self.names, self.vip, self.nic)
+        wait_quiet(self.args.quiet_wait)
+        argv = [sys.executable, str(ROOT / "bench" / "arpfix_breakdown.py"), "audit", "-q", "-i", self.inventory,
+                "--forks", str(self.size)]
+        self.check_routes()
+        env = {**os.environ, "ARPFIX_BENCH_SPAWNED": repr(time.time())}
+        subprocess.run(argv, check=False, stdout=subprocess.DEVNULL, env=env)
+
+    def stop(self) -> None:
+        if getattr(self, "work", None):
+            shutil.rmtree(self.work, ignore_errors=True)
+        lab_down(self.args.name)
 
 
-def spawn(argv: list[str], **kwargs) -> subprocess.Popen:
-    """Popen in a process group of its own, so an interrupted benchmark can end it with its children
-    (ansible-playbook's workers, ssh)."""
-    process = subprocess.Popen(argv, start_new_session=True, **kwargs)
-    LIVE.append(process)
-    return process
-
-
-def end_spawned() -> None:
-    for process in LIVE:
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    LIVE.clear()
-
-
-def run_timed(argv: list[str], *, env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,),
-              stdin: str | None = None) -> tuple[float, int]:
-    """Wall time and peak RSS (KiB) of one command."""
-    start = time.perf_counter()
-    process = spawn(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    out, err = process.communicate(stdin)
-    elapsed = time.perf_counter() - start
-    if process.returncode not in ok:
-        raise SystemExit(f"{' '.join(argv[:4])} failed ({process.returncode}): {err.strip()[-500:] or out[-500:]}")
-    return elapsed, 0
-
-
-def peak_rss_of(argv: list[str], ok: tuple[int, ...]) -> tuple[float, int]:
-    start = time.perf_counter()
-    with tempfile.TemporaryFile() as output:
-        process = spawn(argv, stdout=output, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-        elapsed = time.perf_counter() - start
-        code = os.waitstatus_to_exitcode(status)
-        if code not in ok:
-            output.seek(0)
-            text = output.read().decode()
-            problems = [line for line in text.splitlines() if " error " in line or " failed " in line or "Error" in line]
-            raise SystemExit(f"{' '.join(argv[3:6])} failed ({code}):\n" + "\n".join(problems[:20] or [text[-1500:]]))
-    return elapsed, usage.ru_maxrss
-
-
-def floor(hosts: list[dict], key: str, known_hosts: str, command: str | None, script: str | None) -> float:
-    start = time.perf_counter()
-    processes = []
-    for host in hosts:
-        argv = ["ssh", "-q", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o",
-                f"UserKnownHostsFile={known_hosts}", "-i", key, f"root@{host['ssh_address']}"]
-        argv += [command] if command else ["sh", "-s"]
-        processes.append(spawn(argv, stdin=subprocess.PIPE if script else subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-    for process in processes:
-        process.communicate(script)
-        if process.returncode != 0:
-            raise SystemExit(f"ssh failed: {process.stderr.read() if process.stderr else ''}")
-    return time.perf_counter() - start
+def summarize(records: list[dict[str, Any]], refused: dict[str, str]) -> str:
+    groups: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["N"], r["job"], r["tool"]), []).append(r)
+    medians = {key: statistics.median(r["wall"] for r in rows) for key, rows in groups.items()}
+    lines = ["| N | job | tool | median s | min-max s | rounds | x arpfix | x floor | tool CPU s | servers' CPU s "
+             "| peak MiB (largest / sum) | load at start |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    order = {name: i for i, name in enumerate(Tools.names)}
+    jobs = {name: i for i, name in enumerate(Tools.jobs)}
+    for (size, job, tool), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], jobs[kv[0][1]], order[kv[0][2]])):
+        median = medians[(size, job, tool)]
+        arpfix, floor = medians.get((size, job, "arpfix")), medians.get((size, job, "floor"))
+        walls = [r["wall"] for r in rows]
+        loads = [r["load"] for r in rows]
+        cells = [str(size), job, tool, f"{median:.2f}", f"{min(walls):.2f}-{max(walls):.2f}", str(len(rows)),
+                 f"{median / arpfix:.2f}" if arpfix else "-", f"{median / floor:.2f}" if floor else "-",
+                 f"{statistics.median(r['tool_cpu'] for r in rows):.2f}",
+                 f"{statistics.median(r['server_cpu'] for r in rows):.2f}",
+                 f"{max(r['peak_mib'] for r in rows):.0f} / {max(r['tree_mib'] for r in rows):.0f}",
+                 f"{min(loads):.2f}-{max(loads):.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    for tool, reason in refused.items():
+        lines.append(f"\nRefused (not timed): {tool}: {reason}")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10,25,50")
+    parser.add_argument("--sizes", default="25,50", help="server counts N, comma-separated (e.g. 25,50,150)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--skip-ansible", action="store_true")
+    parser.add_argument("--tools", default=",".join(Tools.names))
+    parser.add_argument("--validate-hosts", type=int, default=3,
+                        help="first run the whole cycle untimed on a lab this size (0: skip)")
+    parser.add_argument("--quiet-wait", type=float, default=30.0, help="at most this long per block for load < 1")
+    parser.add_argument("--breakdown", action="store_true", help="after the rounds, one instrumented arpfix audit per lab")
+    parser.add_argument("--out", default="/var/tmp/arpfix-bench-fleet.jsonl", help="every timed run, one JSON line each")
     parser.add_argument("--name", default="afxbench")
+    parser.add_argument("--venvs", default="/var/tmp/arpfix-bench-venvs")
+    parser.add_argument("--summarize", metavar="JSONL", help="only print the table of an earlier run's --out file")
     args = parser.parse_args()
-    # SIGTERM ends the run like Ctrl-C: children ended, lab removed
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    arpfix = [sys.executable, "-m", "arpfix.cli"]
-    ansible = shutil.which("ansible-playbook") or str(Path(sys.executable).parent / "ansible-playbook")
-    if not args.skip_ansible and not os.access(ansible, os.X_OK):
-        raise SystemExit("ansible-playbook not found: pip install ansible-core (or --skip-ansible)")
-    facts_script = render("linux/facts.sh.j2", embedded=False)
-    rows = []
-    for size in [int(s) for s in args.sizes.split(",")]:
-        lab_down(args.name)
-        lab_up(args.name, size)
-        try:
-            status = lab_status(args.name)
-            inventory, vip = status["inventory"], status["vip"]
-            key, known_hosts = status["ssh"]["key"], status["ssh"]["known_hosts"]
-            servers = [h for h in status["hosts"] if h["role"] == "real-server"]
-            work = Path(tempfile.mkdtemp(prefix="afxbench-"))
-            (work / "hosts.ini").write_text(
-                "[real_servers]\n" + "".join(f"{h['name']} ansible_host={h['ssh_address']}\n" for h in servers)
-                + f"[all:vars]\nansible_user=root\nansible_ssh_private_key_file={key}\n"
-                f"ansible_ssh_common_args='-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes'\n"
-                "ansible_python_interpreter=/usr/bin/python3\n")
-            (work / "ansible.cfg").write_text(f"[defaults]\nforks = {size}\nhost_key_checking = True\n"
-                                              "gathering = explicit\nretry_files_enabled = False\n"
-                                              f"local_tmp = {work}/tmp\n[ssh_connection]\npipelining = True\n")
-            (work / "audit.yml").write_text(AUDIT_PLAYBOOK)
-            (work / "apply.yml").write_text(fill(APPLY_PLAYBOOK, vip))
-            (work / "rollback.yml").write_text(fill(ROLLBACK_PLAYBOOK, vip))
-            env = {**os.environ, "ANSIBLE_CONFIG": str(work / "ansible.cfg"), "ANSIBLE_HOME": str(work / "home")}
-            times: dict[str, list[float]] = {k: [] for k in ("arpfix audit", "ansible audit", "floor audit",
-                                                             "arpfix apply", "ansible apply", "floor apply",
-                                                             "arpfix rollback", "ansible rollback", "floor rollback")}
-            peak = 0
-            forks = ["--forks", str(size)]
-            for _ in range(args.rounds):
-                elapsed, rss = peak_rss_of(arpfix + ["audit", "-q", "-i", inventory] + forks, (0, 3))
-                times["arpfix audit"].append(elapsed)
-                peak = max(peak, rss)
-                if not args.skip_ansible:
-                    times["ansible audit"].append(run_timed([ansible, "-i", str(work / "hosts.ini"), str(work / "audit.yml")], env=env)[0])
-                times["floor audit"].append(floor(servers, key, known_hosts, None, facts_script))
-                elapsed, rss = peak_rss_of(arpfix + ["apply", "--yes", "-q", "-i", inventory] + forks, (0,))
-                times["arpfix apply"].append(elapsed)
-                peak = max(peak, rss)
-                elapsed, rss = peak_rss_of(arpfix + ["rollback", "--yes", "-q", "-i", inventory] + forks, (0,))
-                times["arpfix rollback"].append(elapsed)
-                if not args.skip_ansible:
-                    times["ansible apply"].append(run_timed([ansible, "-i", str(work / "hosts.ini"), str(work / "apply.yml")], env=env)[0])
-                    times["ansible rollback"].append(run_timed([ansible, "-i", str(work / "hosts.ini"), str(work / "rollback.yml")], env=env)[0])
-                times["floor apply"].append(floor(servers, key, known_hosts, fill(FLOOR_APPLY, vip), None))
-                times["floor rollback"].append(floor(servers, key, known_hosts, fill(FLOOR_ROLLBACK, vip), None))
-            medians = {k: statistics.median(v) for k, v in times.items() if v}
-            for job in ("audit", "apply", "rollback"):
-                a, f = medians[f"arpfix {job}"], medians[f"floor {job}"]
-                s = medians.get(f"ansible {job}")
-                rows.append({"N": size, "job": job, "arpfix_s": round(a, 3), "floor_s": round(f, 3),
-                             "ansible_s": round(s, 3) if s else None, "arpfix/floor": round(a / f, 2),
-                             "ansible/arpfix": round(s / a, 2) if s else None, "arpfix_peak_mib": round(peak / 1024, 1)})
-                print(json.dumps(rows[-1]), flush=True)
-            shutil.rmtree(work, ignore_errors=True)
-        finally:
-            end_spawned()
-            lab_down(args.name)
-    from tabulate import tabulate
-
-    print()
-    print(tabulate([list(r.values()) for r in rows], headers=list(rows[0]), tablefmt="github"))
+    if args.summarize:
+        with open(args.summarize) as handle:
+            rows = [json.loads(line) for line in handle if line.strip()]
+        print(summarize([r for r in rows if "tool" in r], next((r["refused"] for r in rows if "refused" in r), {})))
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("the benchmark builds labs: run it as root")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # ends like Ctrl-C: labs removed
+    become_subreaper()
+    bins = ensure_venvs(args.venvs)
+    refused: dict[str, str] = {}
+    everything: list[dict[str, Any]] = []
+    with open(args.out, "a") as out:
+        out.write(json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions(bins),
+                              "load": os.getloadavg()[0]}) + "\n")
+        plan = ([(args.validate_hosts, 0)] if args.validate_hosts else []) + [
+            (int(s), args.rounds) for s in args.sizes.split(",") if s]
+        for size, rounds in plan:
+            run = LabRun(args, size, bins, refused)
+            try:
+                run.start()
+                run.rounds(rounds)
+                if args.breakdown and rounds == args.rounds:
+                    run.breakdown()
+            finally:
+                run.stop()
+            for record in run.records:
+                out.write(json.dumps(record) + "\n")
+            out.flush()
+            everything += run.records
+            if everything:
+                print(summarize(everything, refused), flush=True)
+        out.write(json.dumps({"refused": refused}) + "\n")
+    if not everything:
+        print(f"nothing timed; refused: {refused or 'none'}")
 
 
 if __name__ == "__main__":
