@@ -28,7 +28,7 @@ and is not run by CI.
 
 Usage (root): python bench/fleet.py [--sizes 25,50,150] [--rounds 3] [--tools arpfix,floor,...]
               python bench/fleet.py --summarize RESULTS.jsonl
-              python bench/fleet.py --sizes 50 --rounds 0 --breakdown    (where arpfix's audit time goes)
+              python bench/fleet.py --sizes 50 --rounds 3 --breakdown 50    (and where arpfix's audit time goes)
 """
 
 from __future__ import annotations
@@ -227,7 +227,8 @@ def main() -> None:
     parser.add_argument("--validate-hosts", type=int, default=3,
                         help="first run the whole cycle untimed on a lab this size (0: skip)")
     parser.add_argument("--quiet-wait", type=float, default=30.0, help="at most this long per block for load < 1")
-    parser.add_argument("--breakdown", action="store_true", help="after the rounds, one instrumented arpfix audit per lab")
+    parser.add_argument("--breakdown", type=int, default=0, metavar="N",
+                        help="after the rounds on the lab of N servers, one instrumented arpfix audit (where its time goes)")
     parser.add_argument("--out", default="/var/tmp/arpfix-bench-fleet.jsonl", help="every timed run, one JSON line each")
     parser.add_argument("--name", default="afxbench")
     parser.add_argument("--venvs", default="/var/tmp/arpfix-bench-venvs")
@@ -255,7 +256,7 @@ def main() -> None:
             try:
                 run.start()
                 run.rounds(rounds)
-                if args.breakdown and rounds == args.rounds:
+                if args.breakdown == size and rounds == args.rounds:
                     run.breakdown()
             finally:
                 run.stop()

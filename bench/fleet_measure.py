@@ -57,7 +57,9 @@ def children(parent: int) -> set[int]:
 def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return handle.read().replace(b"\0", b" ").decode(errors="replace")[:80]
+            command = handle.read().replace(b"\0", b" ").decode(errors="replace")[:80]
+        with open(f"/proc/{pid}/stat") as handle:
+            return command or handle.read().split(") ")[0].split("(", 1)[1] + " (exited)"
     except OSError:
         return "?"
 

@@ -97,9 +97,11 @@ class Reference:
                 f"{{ ip addr add {vip} dev lo label {shlex.quote(self.label)} scope {self.scope} && echo changed; }}")
 
     def sysctl_guard(self) -> str:
-        """Shell: each runtime sysctl written only when it differs; prints `changed` per write."""
+        """Shell: each runtime sysctl written only when it differs; prints `changed` per write. (`read`
+        reads a byte at a time and /proc/sys answers only at offset 0: it sees no newline and returns
+        1, with the value read.)"""
         pairs = " ".join(f"{k.replace('.', '/')}={v}" for k, v in self.sysctls)
-        return (f"for kv in {pairs}; do k=${{kv%=*}}; v=${{kv#*=}}; read -r now < /proc/sys/$k; "
+        return (f"for kv in {pairs}; do k=${{kv%=*}}; v=${{kv#*=}}; read -r now < /proc/sys/$k || :; "
                 "[ \"$now\" = \"$v\" ] || { echo \"$v\" > /proc/sys/$k && echo changed; }; done")
 
 
@@ -197,7 +199,8 @@ def write_ansible(work: Path, ref: Reference, facts_script: str, targets: list[d
     (work / "ansible.cfg").write_text(
         f"[defaults]\nforks = {forks}\nhost_key_checking = True\ngathering = explicit\nretry_files_enabled = False\n"
         f"local_tmp = {work}/tmp\nremote_tmp = ~/.ansible/tmp\n{strategy}"
-        "[ssh_connection]\npipelining = True\n")
+        # the SSH masters' sockets in this run's own folder: never one left by another run
+        f"[ssh_connection]\npipelining = True\ncontrol_path_dir = {work}/cp\n")
     (work / "audit.yml").write_text(ANSIBLE_AUDIT)
     (work / "apply.yml").write_text(ANSIBLE_APPLY.format(
         sysctl_guard=_yaml_str(ref.sysctl_guard()), vip_guard=_yaml_str(ref.vip_guard()), sysctl_file=SYSCTL_FILE,
