@@ -51,11 +51,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from fleet_measure import ServerCpu, become_subreaper, measure, wait_quiet  # noqa: E402
+from fleet_measure import ServerCpu, measure, subreaper, wait_quiet  # noqa: E402
 from fleet_state import LabView, check_routes, differences, identities, inventory_addresses, read_file, reset, snapshots  # noqa: E402
 from fleet_tools import Reference, Tools, ensure_venvs, versions  # noqa: E402
 
-from arpfix.lab.core import lab_down, lab_status, lab_up  # noqa: E402
+from arpfix.lab.core import lab_down, lab_status  # noqa: E402
 from arpfix.templating import render  # noqa: E402
 
 
@@ -77,7 +77,14 @@ class LabRun:
     def start(self) -> None:
         lab_down(self.args.name)
         log(f"lab up: {self.size} servers")
-        lab_up(self.args.name, self.size)
+        # built by a process of its own that exits, with orphans going to init meanwhile: the lab's
+        # sshd must not be a descendant of this (subreaper) process
+        subreaper(False)
+        try:
+            subprocess.run([sys.executable, "-m", "arpfix.cli", "lab", "up", "--name", self.args.name, "--hosts",
+                            str(self.size)], check=True, stdout=subprocess.DEVNULL)
+        finally:
+            subreaper(True)
         status = lab_status(self.args.name)
         self.status = status
         self.lab = LabView(self.args.name)
@@ -142,6 +149,11 @@ class LabRun:
                 continue
             before = identities(self.lab, self.names) if job == "apply again" else None
             result = self.run_checked(tool, job)
+            if not timed:
+                warnings = sorted({line.strip()[:160] for line in result.output.splitlines()
+                                   if re.search(r"deprecat|warning", line, re.I)})
+                if warnings:
+                    log(f"{tool} {job} warns ({len(warnings)} distinct): " + " / ".join(warnings[:3]))
             if job == "audit" and not timed:
                 self.expect(self.pristine, "the fresh server", f"{tool} audit")
             elif job in ("apply", "apply again"):
@@ -242,7 +254,7 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("the benchmark builds labs: run it as root")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # ends like Ctrl-C: labs removed
-    become_subreaper()
+    subreaper(True)
     bins = ensure_venvs(args.venvs)
     refused: dict[str, str] = {}
     everything: list[dict[str, Any]] = []

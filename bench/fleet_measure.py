@@ -7,7 +7,8 @@ its peak memory, and the CPU the servers spent on it (their sshd and everything 
   their CPU is counted too.
 - Servers' CPU: each lab sshd listener reaps its per-connection children, so the growth of its
   utime+stime+cutime+cstime covers the logins, the sessions and every command they ran. Read
-  once the last session has ended.
+  once the last session has ended. (A session shell that outlives its sshd process goes to init
+  and is missed: at most a shell's few milliseconds, for a few servers per run.)
 - Memory: the largest single process (ru_maxrss) and the sum over the tool's processes, sampled
   every 0.2 s (Ansible forks one worker per host).
 """
@@ -27,8 +28,11 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 PR_SET_CHILD_SUBREAPER = 36
 
 
-def become_subreaper() -> None:
-    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+def subreaper(on: bool) -> None:
+    """Orphans below this process come to it (on) or go to init (off). Off while a lab is built:
+    its sshd then belongs to init, so what a server leaves behind (a session shell that outlives its
+    sshd) is not taken for the tool's."""
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
         raise SystemExit("prctl(PR_SET_CHILD_SUBREAPER) failed")
 
 
