@@ -468,7 +468,9 @@ def validate(
             (g for g, members in expanded_groups.items() if name in members),
             key=lambda g: (depth.get(g, 0), group_order.get(g, 0)),
         )
-        resolved = _merge([defaults] + [group_vars.get(g, {}) for g in memberships] + [own])
+        layers = [(("defaults",), defaults)] + [(("groups", g, "vars"), group_vars.get(g, {})) for g in memberships]
+        layers.append((path, own))
+        resolved = _merge([layer for _, layer in layers])
         address = v.address(body.get("address"), path + ("address",))
         if address is not None:
             if address in seen_addresses:
@@ -520,6 +522,7 @@ def validate(
             windows_profile=resolved.get("windows_profile", "loadbalancer.org"),
             keep_bindings=resolved.get("keep_bindings", ()),
             line=located.line_of(path),
+            files=_named_files(located, layers, platform, resolved),
         )
         if platform == "windows" and resolved.get("method", "loopback") != "loopback":
             v.error(path + ("method",), "Windows hosts support only the 'loopback' method")
@@ -539,6 +542,43 @@ def validate(
         load_balancer=load_balancer,
         agent=agent,
     )
+
+
+FILE_FIELDS = {"linux": (("ssh", "key_file"),),
+               "windows": (("winrm", "ca_bundle"), ("winrm", "cert_pem"), ("winrm", "cert_key_pem"))}
+
+
+def _named_files(located: Located, layers: list[tuple[Path, dict[str, Any]]], platform: str,
+                 resolved: dict[str, Any]) -> tuple[tuple[str, str, int], ...]:
+    """The local files a host's settings name, each with the line of the layer that sets it."""
+    out = []
+    for section, key in FILE_FIELDS.get(platform, ()):
+        value = resolved.get(section, {}).get(key)
+        if not value:
+            continue
+        origin = next(layer_path for layer_path, layer in reversed(layers) if key in layer.get(section, {}))
+        out.append((_dotted(origin + (section, key)), str(value), located.line_of(origin + (section, key))))
+    return tuple(out)
+
+
+def check_files(inventory: Inventory, hosts: list[Host]) -> None:
+    """`inventory check`: every key file, CA bundle and client certificate the selected hosts name
+    can be read here; InventoryError (exit 2) with file:line otherwise, before anything connects."""
+    problems: dict[tuple[int, str, str], InventoryProblem] = {}
+    for host in hosts:
+        for field, path, line in host.files:
+            full = os.path.expanduser(path)
+            if not os.path.exists(full):
+                message = f"{path}: no such file"
+            elif os.path.isdir(full) and not field.endswith("ca_bundle"):  # a CA directory is fine (requests)
+                message = f"{path}: is a directory, not a file"
+            elif not os.access(full, os.R_OK):
+                message = f"{path}: not readable by this user"
+            else:
+                continue
+            problems.setdefault((line, field, path), InventoryProblem(line, field, f"{message} (host {host.name})"))
+    if problems:
+        raise InventoryError(inventory.path, list(problems.values()))
 
 
 def _is_ip(text: str) -> bool:

@@ -22,6 +22,7 @@ class SshSettings:
     passphrase: SecretRef | None = None
     connect_timeout: float = 10.0
     command_timeout: float = 120.0
+    proxy_command: str | None = None  # OpenSSH ProxyCommand (from Ansible's ProxyJump / ProxyCommand)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class Host:
     windows_profile: str = "loadbalancer.org"  # or "microsoft"
     keep_bindings: tuple[str, ...] = ()
     line: int = 0  # where the host is defined (for messages)
+    # the local files the host's settings name: (field, path, line of the inventory that sets it)
+    files: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class Inventory:
     vips: tuple[Vip, ...]
     load_balancer: LoadBalancer | None = None
     agent: AgentSettings | None = None
+    notes: tuple[str, ...] = ()  # what the loader left out on purpose, said to the user (one line each)
 
     def vips_for(self, host_name: str) -> tuple[Vip, ...]:
         """The VIPs this host is a real server for (its desired state)."""
