@@ -118,10 +118,13 @@ def format_option(*choices: str) -> Callable[..., Any]:
 
 
 def _load(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: bool) -> tuple[Any, list[Any]]:
-    from arpfix.inventory import load_inventory, select_hosts
+    from arpfix.inventory import load_inventory, select_hosts, skipped_notes
 
     inventory = load_inventory(inventory_path, allow_plaintext_secrets=allow_plaintext_secrets)
-    return inventory, select_hosts(inventory, limit)
+    hosts = select_hosts(inventory, limit)
+    for note in skipped_notes(inventory, limit):
+        click.echo(f"arpfix: note: {note}", err=True)
+    return inventory, hosts
 
 
 def _context(inventory: Any, trust_on_first_use: bool, insecure: bool, show_script: bool = False) -> Any:
@@ -162,7 +165,6 @@ def inventory_check(inventory_path: str, limit: tuple[str, ...], allow_plaintext
 
     inv, hosts = _load(inventory_path, limit, allow_plaintext_secrets)
     check_files(inv, hosts)
-    _echo_notes(inv)
     click.echo(inventory_counts(inv, hosts))
 
 
@@ -179,7 +181,6 @@ def inventory_show(inventory_path: str, limit: tuple[str, ...], allow_plaintext_
     if output_format == "json":
         _echo(as_json({"inventory": inv.path, "hosts": views}))
         return
-    _echo_notes(inv)
     _echo(inventory_table(views))
 
 
@@ -194,12 +195,6 @@ def _finish(results: list[Any], success_codes: dict[str, Exit]) -> None:
         if any(r.status == status for r in results):
             raise SystemExit(code)
     raise SystemExit(Exit.OK)
-
-
-def _echo_notes(inv: Any) -> None:
-    """What the inventory loader left out and why (e.g. an Ansible host with ansible_connection=local)."""
-    for note in getattr(inv, "notes", ()):
-        click.echo(f"arpfix: note: {note}", err=True)
 
 
 def _nothing(note: str, output_format: str, quiet: bool) -> None:

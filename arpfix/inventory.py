@@ -8,6 +8,7 @@ target accepts; quoting (arpfix.quoting) is the second wall.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import ipaddress
@@ -85,6 +86,7 @@ SSH_FIELDS: dict[str, FieldRule] = {
     "passphrase": FieldRule("secret"),
     "connect_timeout": FieldRule("number", low=0.1, high=3600),
     "command_timeout": FieldRule("number", low=0.1, high=86400),
+    "proxy_command": FieldRule("text"),
 }
 WINRM_FIELDS: dict[str, FieldRule] = {
     "scheme": FieldRule("choice", allowed=("https", "http")),
@@ -751,7 +753,7 @@ def _agent(v: _Validator, raw: Any, hosts: dict[str, Host], raw_hosts: dict[Any,
         v.error(("agent", "host"), f"must be a host name, not {_kind(name)}")
         return None
     if name not in raw_hosts:
-        v.error(("agent", "host"), f"unknown host {name!r}")
+        v.error(("agent", "host"), f"unknown host {name!r}{_did_you_mean(name, [str(h) for h in raw_hosts])}")
         return None
     if name in hosts and hosts[name].platform != "linux":
         v.error(("agent", "host"), f"the agent host must be a linux host; '{name}' is {hosts[name].platform}")
@@ -783,7 +785,11 @@ def load_inventory(
     if inventory_format not in ("auto", "arpfix", "ansible"):
         raise UsageError(f"unknown inventory format {inventory_format!r}")
     located: Located | None = None
-    if inventory_format != "ansible" and not os.path.isdir(path):
+    extension = os.path.splitext(path)[1].lower()
+    # Ansible's order: the extension first (its yaml plugin reads only .yml/.yaml/.json or no
+    # extension; .ini is INI), then the content (YAML that is not a mapping is tried as INI)
+    if inventory_format == "arpfix" or (inventory_format == "auto" and not os.path.isdir(path)
+                                        and extension not in INI_EXTENSIONS):
         text = read_text(path)
         try:
             located = load_yaml(text, path)
@@ -791,17 +797,44 @@ def load_inventory(
             if inventory_format == "arpfix" or not _maybe_ini(text):
                 raise
             located = None
+        if (located is not None and inventory_format == "auto" and extension not in YAML_EXTENSIONS
+                and isinstance(located.data, str) and _maybe_ini(text)):
+            located = None  # `rs1 ansible_host=...` on the first line: one YAML string, an INI host to Ansible
     if located is not None and (inventory_format == "arpfix" or not _looks_like_ansible(path, located.data)):
         return validate(located, allow_plaintext_secrets=allow_plaintext_secrets)
     from arpfix.ansible_inventory import load_ansible_inventory
 
     raw, host_lines = load_ansible_inventory(path)
+    skipped = raw.pop("_skipped", {})
     lines: dict[Path, int] = {("hosts", name): line for name, line in host_lines.items() if line}
-    return validate(Located(raw, lines, path), allow_plaintext_secrets=allow_plaintext_secrets)
+    inventory = validate(Located(raw, lines, path), allow_plaintext_secrets=allow_plaintext_secrets)
+    if not skipped:
+        return inventory
+    return dataclasses.replace(inventory, skipped=tuple((name, tuple(groups)) for name, groups in skipped.items()))
+
+
+INI_EXTENSIONS = (".ini",)
+YAML_EXTENSIONS = (".yml", ".yaml", ".json")
 
 
 def _maybe_ini(text: str) -> bool:
-    return bool(re.search(r"^\s*\[[^\]]+\]\s*$", text, re.MULTILINE)) or "=" in text
+    if re.search(r"^\s*\[[^\]]+\]\s*$", text, re.MULTILINE) or "=" in text:
+        return True
+    # a bare list of host names, one a line (what ansible-inventory reads as ungrouped hosts)
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("#", ";"))]
+    return bool(lines) and all(re.fullmatch(r"[A-Za-z0-9_.:\[\]-]+", line) for line in lines)
+
+
+def skipped_notes(inventory: Inventory, limit: tuple[str, ...] | list[str] | None) -> list[str]:
+    """One note per host the loader left out (ansible_connection=local) that --limit selects."""
+    patterns = [p.strip() for item in limit or () for p in item.split(",") if p.strip()]
+    notes = []
+    for name, groups in inventory.skipped:
+        if patterns and not any(fnmatch.fnmatchcase(n, p) for p in patterns for n in (name, *groups)):
+            continue
+        notes.append(f"{inventory.path}: host '{name}' is skipped: ansible_connection=local "
+                     "(arpfix reaches hosts over SSH or WinRM only)")
+    return notes
 
 
 def select_hosts(inventory: Inventory, limit: tuple[str, ...] | list[str] | None) -> list[Host]:
@@ -819,6 +852,9 @@ def select_hosts(inventory: Inventory, limit: tuple[str, ...] | list[str] | None
             if fnmatch.fnmatchcase(group, pattern):
                 matched.update(members)
         if not matched:
+            if any(fnmatch.fnmatchcase(n, pattern) for name, groups in inventory.skipped for n in (name, *groups)):
+                raise UsageError(f"--limit {pattern!r} matches only hosts arpfix skips (ansible_connection=local) "
+                                 f"in {inventory.path}")
             raise UsageError(f"--limit {pattern!r} matches no host or group in {inventory.path}")
         chosen |= matched
     return [host for name, host in inventory.hosts.items() if name in chosen]

@@ -100,7 +100,8 @@ class Inventory:
     vips: tuple[Vip, ...]
     load_balancer: LoadBalancer | None = None
     agent: AgentSettings | None = None
-    notes: tuple[str, ...] = ()  # what the loader left out on purpose, said to the user (one line each)
+    # hosts the loader left out on purpose (an Ansible host with ansible_connection=local): (name, groups)
+    skipped: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def vips_for(self, host_name: str) -> tuple[Vip, ...]:
         """The VIPs this host is a real server for (its desired state)."""
