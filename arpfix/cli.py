@@ -18,13 +18,15 @@ import click
 from arpfix import __version__
 from arpfix.errors import ArpfixError
 from arpfix.exitcodes import Exit
+from arpfix.helptext import SentenceGroup, first_sentence
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-class LazyGroup(click.Group):
+class LazyGroup(SentenceGroup):
     """Subcommand groups imported only when used, so `arpfix --help` stays fast."""
 
+    group_class = SentenceGroup  # `inventory` and `probe` list their commands the same way
     lazy: dict[str, tuple[str, str]] = {
         "lab": ("arpfix.lab.cli:lab", "Build, inspect and remove the built-in lab of real Linux servers."),
         "agent": ("arpfix.agent.cli:agent", "Run the bundled DR-mode forwarding agent."),
@@ -46,12 +48,12 @@ class LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):
-            if name in self.lazy:
+            if name in self.lazy:  # its one-line description, without importing it
                 rows.append((name, self.lazy[name][1]))
             else:
                 command = super().get_command(ctx, name)
                 if command is not None and not command.hidden:
-                    rows.append((name, command.get_short_help_str(80)))
+                    rows.append((name, command.short_help or first_sentence(command.help)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
@@ -466,7 +468,11 @@ def probe() -> None:
 @click.option("--window", default=1.5, show_default=True, type=click.FloatRange(0.1, 30), help="Seconds to listen.")
 @click.argument("vip")
 def probe_arp(interface: str, window: float, vip: str) -> None:
-    """Ask who-has VIP and list every MAC that answers (exit 0 if none or all listed)."""
+    """List every MAC that answers who-has VIP on the segment.
+
+    Exit 0 whatever answers, 1 if the probe cannot run (no root, no such interface), 2 on a
+    bad argument. Read the list: more than one MAC, or a real server's, is the ARP problem.
+    """
     from arpfix.probe.segment import arp_probe
 
     _require_ipv4(vip)
@@ -485,7 +491,8 @@ def probe_arp(interface: str, window: float, vip: str) -> None:
 @click.option("--mac", required=True, help="The real server's MAC (where the load balancer sends).")
 @click.option("--server-ip", required=True, help="The real server's own address (to spot replies from it).")
 @click.option("--port", required=True, type=click.IntRange(1, 65535), help="Service port (TCP).")
-@click.option("--timeout", default=1.5, show_default=True, type=click.FloatRange(0.1, 30))
+@click.option("--timeout", default=1.5, show_default=True, type=click.FloatRange(0.1, 30),
+              help="Seconds to wait for the server's answer.")
 @click.argument("vip")
 def probe_dr(interface: str, mac: str, server_ip: str, port: int, timeout: float, vip: str) -> None:
     """Send a SYN to VIP:PORT to the server's MAC; pass on a SYN-ACK from the VIP (exit 4 otherwise)."""
