@@ -28,6 +28,13 @@ def spawn(tmp_path, spec, *args):
                          timeout=30, dimensions=(50, 200))
 
 
+def finish(child) -> int:
+    """Wait for the end of the run; its exit code."""
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus
+
+
 def calls(tmp_path):
     log = tmp_path / "calls.log"
     return log.read_text().split("\n") if log.exists() else []
@@ -44,9 +51,7 @@ def test_apply_shows_the_plan_then_asks_and_no_changes_nothing(tmp_path):
     child.expect(r"apply: make these 1 change on 1 host\? \[y/N\]")
     child.sendline("n")
     child.expect("apply: answered no: nothing changed")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == Exit.PENDING
+    assert finish(child) == Exit.PENDING
     assert not any(call.startswith("apply ") for call in calls(tmp_path))
 
 
@@ -55,18 +60,14 @@ def test_apply_answered_yes_applies(tmp_path):
     child.expect(r"\[y/N\]")
     child.sendline("y")
     child.expect(r"3 hosts: 3 changed")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == Exit.OK
+    assert finish(child) == Exit.OK
     assert "apply rs1" in calls(tmp_path)
 
 
 def test_apply_with_nothing_to_do_does_not_ask(tmp_path):
     child = spawn(tmp_path, {"plan": {"*": {"status": "ok"}}}, "apply")
     child.expect("apply: nothing to do")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == Exit.OK
+    assert finish(child) == Exit.OK
     assert not any(call.startswith("apply ") for call in calls(tmp_path))
 
 
@@ -78,9 +79,7 @@ def test_rollback_shows_what_it_would_undo_then_asks(tmp_path):
     child.expect(r"rollback: make these 1 change on 1 host\? \[y/N\]")
     child.sendline("")  # the default is no
     child.expect("nothing changed")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == Exit.PENDING
+    assert finish(child) == Exit.PENDING
     assert "rollback_dry rs2" in calls(tmp_path) and "rollback rs2" not in calls(tmp_path)
 
 
