@@ -21,13 +21,20 @@ WRAP = 60  # -v: long cells wrap at this width instead of being cut
 
 # -- shared ------------------------------------------------------------------------------------
 
+# the summary names states in this order (good news first), whatever order the hosts finished in
+STATUS_ORDER = ("ok", "compliant", "verified", "changed", "pending", "drift", "kept", "blocked", "unverified",
+                "partial", "failed", "error", "unreachable", "interrupted", "not started")
+
+
 def summary(results: Iterable[HostResult]) -> str:
     """One line: how many hosts ended in which state ("12 hosts: 9 compliant, 2 drift, 1 unreachable")."""
     results = list(results)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
-    parts = ", ".join(f"{n} {status}" for status, n in counts.items())
+    rank = {status: index for index, status in enumerate(STATUS_ORDER)}
+    ordered = sorted(counts.items(), key=lambda item: rank.get(item[0], len(rank)))
+    parts = ", ".join(f"{n} {status}" for status, n in ordered)
     return f"{plural(len(results), 'host')}: {parts}" if parts else "0 hosts"
 
 
@@ -40,8 +47,9 @@ def nothing_to_do(inventory: Any, hosts: list[Any], action: str, real_servers_on
             return f"{inventory.path}: the inventory has no VIP, so no real server: nothing to {action}"
         return (f"{inventory.path}: the inventory has no VIP and none of the selected hosts is a Linux server "
                 f"arpfix could have prepared: nothing to {action}")
-    return (f"none of the {plural(len(hosts), 'selected host')} is a real server of a VIP "
-            f"(check --limit and the VIPs' real_servers): nothing to {action}")
+    which = f"the selected host '{hosts[0].name}' is not" if len(hosts) == 1 else \
+        f"none of the {len(hosts)} selected hosts is"
+    return f"{which} a real server of a VIP (check --limit and the VIPs' real_servers): nothing to {action}"
 
 
 def status_cell(status: str, colour: bool) -> str:

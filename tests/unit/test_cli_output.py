@@ -54,7 +54,7 @@ def test_plan_shows_blocked_with_the_reason_in_the_row_and_a_summary(tmp_path):
     row = next(line for line in result.stdout.splitlines() if "address 10.9.0.250" in line)
     assert row.split()[:2] == ["rs1", "blocked"]
     assert "blocked: the VIP is on eth0" in row
-    assert last_line(result.stderr) == "3 hosts: 1 blocked, 2 ok"
+    assert last_line(result.stderr) == "3 hosts: 2 ok, 1 blocked"
 
 
 def test_apply_on_a_blocked_host_says_blocked_once_with_its_reason(tmp_path):
@@ -67,7 +67,7 @@ def test_apply_on_a_blocked_host_says_blocked_once_with_its_reason(tmp_path):
     assert all(line.split()[1] == "blocked" for line in rs1)
     assert sum("the VIP is on eth0" in line for line in rs1) == 1  # the reason, in the blocked change's row
     assert "failed" not in result.stdout
-    assert last_line(result.stderr) == "3 hosts: 1 blocked, 2 changed"
+    assert last_line(result.stderr) == "3 hosts: 2 changed, 1 blocked"
 
 
 @pytest.mark.parametrize("command,operation", [
@@ -118,7 +118,7 @@ def test_no_vip_says_so_instead_of_an_empty_table(tmp_path, command):
 def test_no_real_server_selected_says_so(tmp_path):
     result = run(tmp_path, {}, "audit", "--limit", "agent")
     assert result.returncode == Exit.OK
-    assert "none of the 1 selected host is a real server" in result.stdout
+    assert result.stdout.startswith("the selected host 'agent' is not a real server of a VIP")
 
 
 # -- verify: JUnit and the load balancer hint ---------------------------------------------------
@@ -288,3 +288,13 @@ def test_show_script_decodes_a_real_linux_apply_script(tmp_path):
     assert "/etc/sysctl.d/90-arpfix.conf" in files
     assert "arp_ignore" in files["/etc/sysctl.d/90-arpfix.conf"]
     assert any(path.endswith("arpfix-vip.service") for path in files)
+
+
+def test_audit_junit_counts_an_interrupted_host_as_an_error_not_as_nothing():
+    from arpfix.model import HostResult
+    from arpfix.report import junit
+
+    suite = ET.fromstring(junit([HostResult("rs1", "linux", "interrupted", error="interrupted while it ran"),
+                                 HostResult("rs2", "linux", "not started", error="interrupted before it started")],
+                                "arpfix audit"))
+    assert (suite.get("tests"), suite.get("errors")) == ("2", "2")

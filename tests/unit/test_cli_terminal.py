@@ -47,7 +47,7 @@ PENDING = {"plan": {"rs1": {"status": "pending", "changes": [SYSCTL]}, "*": {"st
 def test_apply_shows_the_plan_then_asks_and_no_changes_nothing(tmp_path):
     child = spawn(tmp_path, PENDING, "apply")
     child.expect("sysctl net.ipv4.conf.all.arp_ignore")  # the plan first
-    child.expect(r"3 hosts: 1 pending, 2 ok")
+    child.expect(r"3 hosts: 2 ok, 1 pending")
     child.expect(r"apply: make these 1 change on 1 host\? \[y/N\]")
     child.sendline("n")
     child.expect("apply: answered no: nothing changed")
