@@ -19,6 +19,8 @@ import time
 import zlib
 from dataclasses import dataclass
 
+from arpfix.agent.scheduler import SLOTS
+
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_VNET_HDR = 15
@@ -139,7 +141,7 @@ class Forwarder(threading.Thread):
                 mac = pin[0]
                 pin[1] = now
             else:
-                mac = table[zlib.crc32(key) & 0xFF]
+                mac = table[zlib.crc32(key) % SLOTS]
                 if mac is None:
                     continue
                 if len(flows) >= PIN_LIMIT:

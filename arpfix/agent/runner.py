@@ -78,6 +78,7 @@ class Agent:
         self.claims: list[vip.Claim] = []
         self.tables: dict[str, list[str | None]] = {}
         self._adopted_vips: list[dict[str, Any]] = []  # a dead agent's VIP entries, kept until write_state
+        self._predecessor: dict[str, list[str | None]] = {}  # a dead agent's slot tables, compared once
         self.up: dict[str, dict[str, bool]] = {}
         self.drained: set[str] = set()
         self.mode = ""
@@ -146,17 +147,17 @@ class Agent:
                 self.log(f"removed stale VIP {stale.address} from {stale.interface}")
         if nft.exists():
             self.log(f"adopted stale nft table netdev {nft.TABLE}: it forwards until the new ruleset replaces it")
-        # The dead agent's slot tables seed the new ones: flows keep their servers across the restart
-        # (a fresh assignment would move the slots that health changes or drains had moved).
+        # The slot table is a pure function of the healthy servers (arpfix.agent.scheduler), so the
+        # new agent computes the dead one's table again: no flow changes server across the restart.
+        # The dead agent's table is kept only to say so (or how many slots its successor moved).
         wanted_vips = {v.name: v for v in wanted.vips}
         for item in old.get("vips", []):
             v, table = wanted_vips.get(item.get("name")), item.get("slot_table")
             if v is None or item.get("address") != str(v.address) or not isinstance(table, list) \
                     or len(table) != scheduler.SLOTS:
                 continue
-            self.tables[v.name] = [n if n in v.servers else None for n in table]
+            self._predecessor[v.name] = [n if n in v.servers else None for n in table]
             self._adopted_vips.append(item)
-            self.log(f"adopted the slot table of VIP {v.name} (pid {pid} left it)")
         self.write_partial()
 
     def _choose_mode(self) -> str:
@@ -186,7 +187,7 @@ class Agent:
             health = {n: bool(self.config.servers[n].mac) and self.checker.server_up(n, ports) for n in v.servers}
             up_now[v.name] = health
             weights = {n: self.config.servers[n].weight for n in v.servers if health[n] and n not in self.drained}
-            tables[v.name] = scheduler.assign(weights, self.tables.get(v.name))
+            tables[v.name] = scheduler.assign(weights)
             was = self.up.get(v.name, {})
             flush[v.name] = [n for n in v.servers if was.get(n) and not health[n]]
         self.up = up_now
@@ -210,6 +211,11 @@ class Agent:
                                          unpin=failed)
         for v in self.config.vips:
             before = self.tables.get(v.name)
+            inherited = self._predecessor.pop(v.name, None)
+            if inherited is not None:
+                changed = scheduler.moved(inherited, tables[v.name])
+                self.log(f"slot table of VIP {v.name}: " + ("the same as the previous agent's" if not changed
+                         else f"{changed} slots differ from the previous agent's (its servers' health changed)"))
             if before != tables[v.name]:
                 live = sorted({n for n in tables[v.name] if n})
                 self.log(f"VIP {v.name}: serving with {', '.join(live) or 'no server'}"

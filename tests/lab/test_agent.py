@@ -20,6 +20,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import agent_topology as topo_mod
 
+from arpfix.agent.scheduler import SLOTS
+
 pytestmark = pytest.mark.lab
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REASON = topo_mod.can_run()
@@ -72,7 +74,7 @@ class AgentProc:
             end = time.time() + 15
             while time.time() < end:
                 state = self.state()
-                if state and state.get("vips") and state.get("pid") == self.proc.pid:
+                if state and state.get("dataplane") and state.get("pid") == self.proc.pid:  # full state, not partial
                     return self
                 assert self.proc.poll() is None, f"agent exited: {self.output()}"
                 time.sleep(0.1)
@@ -336,13 +338,13 @@ def test_sigkill_then_start_recovers(topo, agent):
     while time.time() < end and not next(s for s in a.state()["vips"][0]["servers"] if s["name"] == "rs2")["drained"]:
         time.sleep(0.1)
     before = slot_map(topo)
-    assert topo.mac(topo.server(2)) not in before.values() and len(before) == 256
+    assert topo.mac(topo.server(2)) not in before.values() and len(before) == SLOTS
     a.proc.send_signal(signal.SIGKILL)
     a.proc.wait(timeout=5)
     assert agent_has_table(topo) and agent_has_vip(topo)  # the stale state a crash leaves
     a.start()
     assert "adopted stale VIP" in a.output() and "adopted stale nft table" in a.output()
-    assert "adopted the slot table of VIP" in a.output()
+    assert "slot table of VIP web: the same as the previous agent's" in a.output()
     assert slot_map(topo) == before  # no flow changes server across the crash and restart
     results = connect(topo, topo.client_addrs[:4], n=2)
     assert all(not s.startswith("ERR") and s != "rs2" for _, s in results), results
@@ -392,7 +394,7 @@ def ruleset_problem(topo, macs):
     if slots is None:
         return "no slot map"
     targets = {e[1] for e in slots.get("elem", [])}
-    if len(slots.get("elem", [])) != 256 or not targets <= macs:
+    if len(slots.get("elem", [])) != SLOTS or not targets <= macs:
         return f"slot map: {len(slots.get('elem', []))} slots to {sorted(targets)}"
     return None
 
