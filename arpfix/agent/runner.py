@@ -22,7 +22,7 @@ from dataclasses import asdict
 from typing import Any
 
 from arpfix.agent import config as cfg
-from arpfix.agent import nft, scheduler, vip
+from arpfix.agent import keepalived, nft, scheduler, vip
 from arpfix.agent.health import Checker
 from arpfix.errors import ArpfixError
 
@@ -89,6 +89,7 @@ class Agent:
         self.config: cfg.AgentConfig | None = None
         self.agent_mac = ""
         self._next_arp = 0.0
+        self._role = ""
 
     # -- setup -----------------------------------------------------------------------------
     def _load_config(self, config: cfg.AgentConfig | None = None) -> cfg.AgentConfig:
@@ -239,12 +240,18 @@ class Agent:
                     servers[-1]["pinned_flows"] = pinned.get(s.mac.lower(), 0)
             vips.append({"name": v.name, "address": str(v.address), "affinity": v.affinity,
                          "services": [str(s) for s in v.services], "servers": servers,
+                         "slot_digest": scheduler.digest(table),  # equal on both nodes of a healthy pair
                          "slot_table": table})  # read back by the next start after a crash
         data = {"pid": os.getpid(), "netns": _netns_id(), "dataplane": self.mode, "interface": self.config.interface,
                 "agent": self.config.agent, "agent_mac": self.agent_mac, "inventory": os.path.abspath(self.inventory_path),
                 "table": nft.TABLE, "claims": [asdict(c) for c in self.claims], "vips": vips, "updated": time.time(),
                 "health": [{"server": t.server, "port": t.port, "up": t.up, "error": t.last_error}
                            for t in (self.checker.targets.values() if self.checker else [])]}
+        if self.config.peer:
+            found = keepalived.role(self.dir)
+            data["pair"] = {"peer": self.config.peer, "peer_address": str(self.config.peer_address),
+                            "vrrp_id": self.config.vrrp_id, "priority": self.config.priority,
+                            "role": found[0] if found else "unknown", "role_since": found[1] if found else None}
         if self.forwarder is not None:
             data["afpacket_counters"] = {k: {"packets": c[0], "bytes": c[1]} for k, c in self.forwarder.counters.items()}
         write_json(self.state_file, data)
@@ -258,7 +265,7 @@ class Agent:
 
     # -- lifecycle -------------------------------------------------------------------------
     def _signal(self, signum: int, _frame: Any) -> None:
-        names = {int(signal.SIGHUP): "reload", int(signal.SIGUSR1): "control"}
+        names = {int(signal.SIGHUP): "reload", int(signal.SIGUSR1): "control", int(signal.SIGUSR2): "role"}
         self.flags.add(names.get(int(signum), "stop"))
         self.wake.set()
 
@@ -286,13 +293,17 @@ class Agent:
             return self.run_probe_only()
         validated = cfg.build(cfg.load(self.inventory_path), self.agent_name)  # usage errors: touch nothing
         os.makedirs(self.dir, mode=0o755, exist_ok=True)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(signum, self._signal)
         self._lock = _netns_lock()  # before the try: if another agent runs, touch nothing of its
         self.recover_stale(validated)
         try:
             self.config = self._load_config(validated)
-            self._claim_all()
+            if self.config.peer:
+                self.log(f"pair with {self.config.peer} ({self.config.peer_address}): keepalived owns the VIPs, "
+                         "this agent forwards")
+            else:
+                self._claim_all()
             self.mode = self._choose_mode()
             self._read_control()
             self.checker = self._checker(self.config)
@@ -301,6 +312,7 @@ class Agent:
                 self._start_forwarder()
             self._apply(full=True)
             self.write_state()
+            self._heartbeat()
             self.log(f"running: {self.mode} data plane on {self.config.interface}, pid {os.getpid()}")
             self._loop()
         finally:
@@ -351,6 +363,8 @@ class Agent:
             if "control" in flags:
                 self._read_control()
                 self._apply()
+            if "role" in flags:
+                self._log_role()
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + self.interval
                 self.checker.round()
@@ -358,6 +372,24 @@ class Agent:
             if self.forwarder is not None and self.forwarder.error:
                 raise ArpfixError(self.forwarder.error)
             self.write_state()
+            self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        """Pair: tell keepalived's track script that this node can forward (its data plane is
+        loaded and every VIP has a server), or stop saying so and let the peer take the VIPs."""
+        assert self.config
+        if not self.config.peer:
+            return
+        if all(any(self.tables.get(v.name, [])) for v in self.config.vips):
+            keepalived.heartbeat(self.dir, self.mode)
+        else:
+            keepalived.clear_heartbeat(self.dir)
+
+    def _log_role(self) -> None:
+        found = keepalived.role(self.dir)
+        if found and found[0] != self._role:
+            self.log(f"keepalived: this node is now {found[0]}" + (f" (was {self._role})" if self._role else ""))
+            self._role = found[0]
 
     def _retry_macs(self) -> bool:
         """Every 10 s, ask again for servers that did not answer ARP; True when one now has a MAC."""
@@ -384,13 +416,13 @@ class Agent:
             return
         old = self.config
         assert old
-        new_vips = {str(v.address) for v in new.vips}
+        new_vips = {str(v.address) for v in new.vips} if not new.peer else set()
         for c in list(self.claims):
             if c.address not in new_vips or c.interface != new.interface:
                 vip.release(c)
                 self.claims.remove(c)
         self.config = new
-        for v in new.vips:
+        for v in new.vips if not new.peer else ():
             if not any(c.address == str(v.address) for c in self.claims):
                 others = vip.probe(new.interface, self.agent_mac, str(v.address))
                 if others and not self.force_claim:
@@ -412,6 +444,7 @@ class Agent:
 
     def teardown(self) -> None:
         """Remove all we installed; safe to call twice and after a partial start."""
+        keepalived.clear_heartbeat(self.dir)  # first: keepalived hands the VIPs to the peer at once
         if self.forwarder is not None:
             self.forwarder.stop()
             self.forwarder.join(timeout=2)

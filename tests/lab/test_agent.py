@@ -55,8 +55,9 @@ def topo():
 
 
 class AgentProc:
-    def __init__(self, topo, tmp_path, affinity="none", extra=(), ipv6=False):
+    def __init__(self, topo, tmp_path, affinity="none", extra=(), ipv6=False, ns=None):
         self.topo = topo
+        self.ns = ns or topo.agent  # a pair has two agent namespaces
         self.inv = str(tmp_path / "inventory.yaml")
         with open(self.inv, "w") as handle:
             handle.write(topo.inventory_yaml(affinity=affinity, ipv6=ipv6))
@@ -69,7 +70,7 @@ class AgentProc:
         argv = [sys.executable, "-m", "arpfix.cli", "agent", "run", "-i", self.inv, "--state-dir", self.state_dir,
                 "--interval", "0.3", "--rise", "2", "--fall", "2", *self.extra]
         with open(self.log, "a") as log:
-            self.proc = self.topo.start(self.topo.agent, argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = self.topo.start(self.ns, argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         if wait:
             end = time.time() + 15
             while time.time() < end:
@@ -94,7 +95,7 @@ class AgentProc:
 
     def cli(self, *args, check=True):
         return topo_mod.run(sys.executable, "-m", "arpfix.cli", "agent", *args, "--state-dir", self.state_dir,
-                            ns=self.topo.agent, cwd=REPO, check=check)
+                            ns=self.ns, cwd=REPO, check=check)
 
     def status(self):
         return json.loads(self.cli("status", "--format", "json").stdout)
@@ -356,10 +357,11 @@ def test_sigkill_then_start_recovers(topo, agent):
 LOAD = r"""
 import json, os, socket, sys, time
 addrs, vip, stop = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+timeout = float(sys.argv[4]) if len(sys.argv) > 4 else 1.0
 i = 0
 while not os.path.exists(stop):
     a = addrs[i % len(addrs)]; i += 1
-    s = socket.socket(); s.bind((a, 0)); s.settimeout(1.0)
+    s = socket.socket(); s.bind((a, 0)); s.settimeout(timeout)
     t = time.time()
     try:
         s.connect((vip, 80)); r = s.recv(200).decode().split()[0]

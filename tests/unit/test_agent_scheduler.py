@@ -75,6 +75,8 @@ def test_slot_table_reaches_the_ruleset():
     assert f"0 : {config.servers[table[0]].mac}" in text
     assert f"seed {nft.SEED}" in text and f"jhash ip saddr mod {SLOTS}" in text  # source-ip affinity
     assert "meta l4proto . th dport { tcp . 80, udp . 53 }" in text
+    # only frames addressed to the agent: flooded unicast (a pair's backup) is not forwarded twice
+    assert "ether daddr 02:00:00:00:00:02 ip daddr 10.0.0.250 meta l4proto" in text
     assert "02:00:00:00:00:13" not in text and "rs3" not in text  # never forward to an unresolved MAC
     update = nft.render_update(config, {"web": assign({"rs1": 1})}, {"web": ["rs2"]})
     assert update.splitlines()[0] == "flush map netdev arpfix_agent slots_0"

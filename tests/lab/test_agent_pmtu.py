@@ -1,0 +1,88 @@
+"""Path MTU through the agent (issue 18): a router with a smaller MTU between the segment and the
+client sends "fragmentation needed" to the VIP; the agent forwards it to the server that owns the
+embedded flow, and a large response completes. Without that forwarding it stalls (shown by emptying
+the agent's ICMP chain in the running table: the error then dies in the agent's own kernel)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import agent_topology as topo_mod
+from test_agent import AgentProc
+
+pytestmark = pytest.mark.lab
+REASON = topo_mod.can_run()
+if REASON:
+    pytestmark = [pytest.mark.lab, pytest.mark.skip(reason=f"agent lab: {REASON}")]
+
+# n connections from the far client, each sends a 40 kB line and waits for the echo (40 kB back
+# from the server, in full-size segments); prints [server or ERR, bytes received] per connection.
+BIG = r"""
+import json, socket, sys
+vip, n, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+line = b"x" * 40000 + b"\n"
+out = []
+for _ in range(n):
+    s = socket.socket(); s.settimeout(timeout)
+    got = b""
+    try:
+        s.connect((vip, 80)); f = s.makefile("rwb")
+        name = f.readline().decode().split()[0]
+        f.write(line); f.flush()
+        while not got.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        out.append([name if got.endswith(b"\n") else "ERR short", len(got)])
+    except OSError as e:
+        out.append(["ERR " + type(e).__name__, len(got)])
+    finally:
+        s.close()
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def routed(tmp_path_factory):
+    topo = topo_mod.Topology(n_servers=3, n_client_addrs=1).build()
+    try:
+        far = topo.add_routed_client(mtu=1400)
+        yield topo, far
+    finally:
+        topo.teardown()
+
+
+def big_transfers(topo, far, n, timeout):
+    for ns in topo.servers:  # forget path MTUs learnt by an earlier run
+        topo_mod.run("ip", "route", "flush", "cache", ns=ns, check=False)
+    out = topo_mod.run(sys.executable, "-c", BIG, topo_mod.VIP, str(n), str(timeout), ns=far).stdout
+    return json.loads(out)
+
+
+def test_large_responses_complete_behind_a_smaller_mtu(routed, tmp_path):
+    topo, far = routed
+    agent = AgentProc(topo, tmp_path).start()
+    try:
+        results = big_transfers(topo, far, 6, 5.0)
+        counters = agent.status()
+        print(f"with ICMP forwarding: {results}")
+        assert all(not r[0].startswith("ERR") and r[1] > 40000 for r in results), results
+        assert len({r[0] for r in results}) >= 2  # several servers: each got its own flows' errors
+        listed = topo_mod.run("nft", "-j", "list", "counter", "netdev", "arpfix_agent", "icmp_0", ns=topo.agent)
+        forwarded = next(x["counter"] for x in json.loads(listed.stdout)["nftables"] if "counter" in x)["packets"]
+        assert forwarded >= len(results), forwarded
+        # The same data plane without the ICMP forwarding: the router's errors reach the agent's kernel
+        topo_mod.run("nft", "flush", "chain", "netdev", "arpfix_agent", "icmp_0", ns=topo.agent)
+        stalled = big_transfers(topo, far, 2, 3.0)
+        print(f"without: {stalled}")
+        assert all(r[0].startswith("ERR") for r in stalled), stalled
+        assert counters["vips"][0]["replies_seen"] == 0
+    finally:
+        assert agent.stop() == 0
+    assert topo_mod.run("nft", "list", "table", "netdev", "arpfix_agent", ns=topo.agent, check=False).returncode != 0
