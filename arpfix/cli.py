@@ -218,7 +218,9 @@ def inventory_show(inventory_path: str, limit: tuple[str, ...], allow_plaintext_
 # -- host commands ----------------------------------------------------------------------------
 
 def _finish(results: list[Any], success_codes: dict[str, Exit]) -> None:
-    if any(r.status in ("error", "unreachable", "failed") for r in results):
+    if getattr(results, "interrupted", False):
+        raise SystemExit(Exit.INTERRUPTED)
+    if any(r.status in ("error", "unreachable", "failed", "partial") for r in results):
         raise SystemExit(Exit.FAILED)
     for status, code in success_codes.items():
         if any(r.status == status for r in results):
@@ -298,12 +300,23 @@ def plan(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: b
         for r in results:
             if r.script:
                 _echo(f"\n# ---- script for {r.name} ({r.platform}) ----\n{r.script}")
-    _finish(results, {"pending": Exit.PENDING})
+    _finish(results, {"pending": Exit.PENDING, "blocked": Exit.PENDING})
 
 
 def hosts_for_change(inv: Any, hosts: list[Any]) -> list[Any]:
-    """Real servers only: the agent host and hosts behind no VIP have nothing to prepare."""
-    return [h for h in hosts if inv.vips_for(h.name)]
+    """Real servers, and Linux hosts behind no VIP (they may hold arpfix state the inventory no
+    longer wants: a server taken out of a pool). The agent host prepares itself."""
+    agent = inv.agent.host if inv.agent else None
+    return [h for h in hosts if h.name != agent and (inv.vips_for(h.name) or h.platform == "linux")]
+
+
+def _summary(results: list[Any]) -> str:
+    """One line: how many hosts ended in which state ("6 hosts: 2 changed, 4 not started")."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    parts = ", ".join(f"{n} {status}" for status, n in counts.items())
+    return f"{len(results)} host{'s' if len(results) != 1 else ''}: {parts}"
 
 
 def _confirm(action: str, hosts: list[Any], yes: bool) -> None:
@@ -337,11 +350,9 @@ def apply(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: 
         _echo(as_json(hosts_document(results)))
     else:
         _echo(_changes_table(results, use_colour()))
-        changed = sum(1 for r in results if r.status == "changed")
         if not quiet:
-            click.echo(f"\n{changed} changed, {sum(1 for r in results if r.status == 'ok')} already compliant, "
-                       f"{sum(1 for r in results if r.failed)} failed", err=True)
-    _finish(results, {})
+            click.echo(f"\n{_summary(results)}", err=True)
+    _finish(results, {"blocked": Exit.PENDING})
 
 
 @cli.command(context_settings=CONTEXT)
@@ -415,7 +426,9 @@ def rollback(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secret
                 click.echo(f"{r.name}: left as is: {left}", err=True)
             if r.script:
                 _echo(f"\n# ---- rollback script for {r.name} ----\n{r.script}")
-    _finish(results, {"pending": Exit.PENDING} if dry_run else {})
+        if not quiet:
+            click.echo(f"\n{_summary(results)}", err=True)
+    _finish(results, {"pending": Exit.PENDING} if dry_run else {"kept": Exit.PENDING})
 
 
 @cli.command(context_settings=CONTEXT)
@@ -546,7 +559,12 @@ def main(argv: list[str] | None = None) -> None:
     from arpfix.secrets import redact
 
     try:
-        cli.main(args=argv, prog_name="arpfix", standalone_mode=False)
+        try:
+            cli.main(args=argv, prog_name="arpfix", standalone_mode=False)
+        except SystemExit as exc:
+            if exc.code == Exit.INTERRUPTED:
+                _exit_now(Exit.INTERRUPTED)
+            raise
     except click.exceptions.Abort:
         click.echo("arpfix: interrupted", err=True)
         sys.exit(Exit.INTERRUPTED)
@@ -563,6 +581,19 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         sys.exit(Exit.OK)
     sys.exit(Exit.OK)
+
+
+def _exit_now(code: int) -> None:
+    """Exit after an interrupted run without waiting for hosts still in flight (their worker
+    threads would otherwise hold the process until their scripts end)."""
+    import os
+    import threading
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        os._exit(int(code))
+    sys.exit(int(code))
 
 
 if __name__ == "__main__":  # pragma: no cover

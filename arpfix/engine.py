@@ -1,17 +1,28 @@
-"""Run one step on many hosts in parallel; a failure on one host is a result, not an exception."""
+"""Run one step on many hosts in parallel; a failure on one host is a result, not an exception.
+
+Ctrl-C (SIGINT) during a run: the first starts no new host and waits, bounded, for the hosts in
+flight to finish (their remote scripts stop only at the end of a step, never mid-way); a second
+stops waiting. Hosts that had not started are `not started`, hosts still running are
+`interrupted`, and the run's results are returned as usual so the table tells what happened.
+"""
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from arpfix.errors import ArpfixError
 from arpfix.model import HostResult
 from arpfix.secrets import redact
 from arpfix.settings import Host
+
+INTERRUPT_GRACE = 20.0  # seconds the first Ctrl-C waits for hosts in flight
+CUT_HINT = ("its remote script may have finished, may still be running, or was stopped part-way; "
+            "run `arpfix audit` to see the host's state")
 
 
 class Progress:
@@ -37,6 +48,36 @@ class Progress:
                     sys.stderr.write("\n")
                 sys.stderr.flush()
 
+    def say(self, text: str) -> None:
+        with self.lock:
+            sys.stderr.write(("\n" if self.enabled and self.done < self.total else "") + text + "\n")
+            sys.stderr.flush()
+
+
+class Results(list[HostResult]):
+    """The results in inventory order; `interrupted` is true when Ctrl-C cut the run short."""
+
+    interrupted: bool = False
+
+
+class _Interrupt:
+    """Counts Ctrl-C presses instead of raising KeyboardInterrupt in the middle of the run."""
+
+    def __init__(self) -> None:
+        self.presses = 0
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.presses += 1
+
+
+def interrupt_guard() -> tuple[_Interrupt, Callable[[], None]]:
+    """Install the Ctrl-C counter (main thread only); returns it and a function that removes it."""
+    counter = _Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        return counter, lambda: None
+    previous = signal.signal(signal.SIGINT, counter)
+    return counter, lambda: signal.signal(signal.SIGINT, previous)
+
 
 def run_on_hosts(
     hosts: list[Host],
@@ -45,12 +86,16 @@ def run_on_hosts(
     forks: int = 20,
     label: str = "running",
     progress: bool = True,
-) -> list[HostResult]:
+    grace: float = INTERRUPT_GRACE,
+) -> Results:
     """Run step(host) for every host with at most `forks` at once; results in inventory order."""
     results: dict[str, HostResult] = {}
     tracker = Progress(len(hosts), label, progress)
+    stopping = threading.Event()
 
     def guarded(host: Host) -> HostResult:
+        if stopping.is_set():
+            return HostResult(host.name, host.platform, "not started", error="interrupted before it started")
         try:
             return step(host)
         except ArpfixError as exc:
@@ -60,12 +105,53 @@ def run_on_hosts(
                 host.name, host.platform, "error", error=redact(f"internal error: {type(exc).__name__}: {exc}")
             )
 
+    out = Results()
     if not hosts:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, min(forks, len(hosts)))) as pool:
-        futures = {pool.submit(guarded, host): host for host in hosts}
-        for future in as_completed(futures):
-            result = future.result()
-            results[result.name] = result
-            tracker.advance(result)
-    return [results[host.name] for host in hosts]
+        return out
+    counter, restore = interrupt_guard()
+    pool = ThreadPoolExecutor(max_workers=max(1, min(forks, len(hosts))))
+    futures: dict[Future[HostResult], Host] = {pool.submit(guarded, host): host for host in hosts}
+    pending = set(futures)
+    interrupted_at: float | None = None
+    try:
+        while pending:
+            done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            for future in done:
+                host = futures[future]
+                result = (HostResult(host.name, host.platform, "not started", error="interrupted before it started")
+                          if future.cancelled() else future.result())
+                results[result.name] = result
+                tracker.advance(result)
+            if counter.presses and interrupted_at is None:
+                interrupted_at = time.monotonic()
+                stopping.set()
+                for future in pending:
+                    future.cancel()
+                running = sum(1 for f in pending if f.running())
+                tracker.say(f"{label}: interrupted: starting no new host; waiting up to {grace:g}s for {running} "
+                            "host(s) in flight (Ctrl-C again to stop waiting)")
+            if interrupted_at is not None and pending and (
+                    counter.presses > 1 or time.monotonic() - interrupted_at > grace):
+                break
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    for future in pending:
+        host = futures[future]
+        if future.done() and not future.cancelled():
+            results[host.name] = future.result()
+        elif future.running():
+            results[host.name] = HostResult(host.name, host.platform, "interrupted",
+                                            error=f"interrupted while it ran: {CUT_HINT}")
+        else:
+            results[host.name] = HostResult(host.name, host.platform, "not started", error="interrupted before it started")
+    out.extend(results[host.name] for host in hosts)
+    out.interrupted = interrupted_at is not None
+    if out.interrupted:
+        in_flight = sum(1 for r in out if r.status == "interrupted")
+        if in_flight:
+            tracker.say(f"{label}: {in_flight} host(s) were still running when arpfix stopped waiting: their scripts "
+                        "may have finished; run `arpfix audit`")
+        # further Ctrl-C are counted, not raised, until the process exits with 130 after its report
+    else:
+        restore()
+    return out

@@ -21,9 +21,17 @@ class UsageError(ArpfixError):
 
 
 class TransportError(ArpfixError):
-    """A host could not be reached, refused us, or a remote script failed. Per-host, not fatal."""
+    """A host could not be reached, refused us, or a remote script failed. Per-host, not fatal.
+
+    `document`: the JSON the remote script printed before it failed (what it had already done),
+    or None when it printed none (the connection was lost, the script was killed).
+    """
 
     exit_code = Exit.FAILED
+
+    def __init__(self, message: str, exit_code: Exit | None = None, document: dict | None = None) -> None:
+        super().__init__(message, exit_code)
+        self.document = document
 
 
 class HostKeyError(TransportError):

@@ -13,7 +13,7 @@ import fnmatch
 import ipaddress
 import os
 import re
-from collections.abc import Callable
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,29 +31,27 @@ from arpfix.settings import (
 )
 from arpfix.yamlsource import Located, Path, load_yaml, read_text
 
-HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-VIP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
-LINUX_IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
-WINDOWS_ADAPTER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 _.()#-]{0,63}$")
-DNS_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$")
-SSH_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
-WINRM_USER = re.compile(r"^[A-Za-z0-9_.@\\ -]{1,104}$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-BINDING = re.compile(r"^ms_[a-z0-9_]{1,32}$")
+# Every pattern is a full match: checked with fullmatch() and anchored with \A...\Z, never `$`
+# (which matches before a final newline, so "rs1\n" would pass). The anchors keep a caller that
+# uses .match() (cli.py's MAC check) just as strict.
+HOST_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+VIP_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,31}\Z")
+LINUX_IFNAME = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}\Z")
+WINDOWS_ADAPTER = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9 _.()#-]{0,63}\Z")
+DNS_NAME = re.compile(r"\A(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?\Z")
+SSH_USER = re.compile(r"\A[A-Za-z_][A-Za-z0-9_.-]{0,31}\Z")
+WINRM_USER = re.compile(r"\A[A-Za-z0-9_.@\\ -]{1,104}\Z")
+ENV_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+MAC = re.compile(r"\A[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
+BINDING = re.compile(r"\Ams_[a-z0-9_]{1,32}\Z")
+# Unicode categories refused in any text field: control (Cc: NUL, newline, tab, ESC, DEL, NEL),
+# format (Cf: bidi overrides that make a value display as something else), line/paragraph separators.
+CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 TOP_KEYS = ("defaults", "groups", "hosts", "vips", "load_balancer", "agent", "profiles")
 VAR_KEYS = ("platform", "ssh", "winrm", "method", "nic", "windows_profile", "keep_bindings")
 HOST_KEYS = VAR_KEYS + ("address", "connect", "groups")
 GROUP_KEYS = ("hosts", "children", "vars")
-SSH_KEYS = (
-    "user", "port", "key_file", "known_hosts", "sudo", "password", "passphrase",
-    "connect_timeout", "command_timeout",
-)
-WINRM_KEYS = (
-    "scheme", "port", "auth", "user", "password", "ca_bundle", "cert_validation", "cert_pem",
-    "cert_key_pem", "connect_timeout", "operation_timeout",
-)
 VIP_KEYS = ("name", "address", "services", "profile", "real_servers", "affinity")
 SERVICE_KEYS = ("protocol", "port", "real_port")
 PLATFORMS = ("linux", "windows")
@@ -63,6 +61,46 @@ WINRM_AUTH = ("ntlm", "kerberos", "credssp", "certificate", "basic")
 AFFINITIES = ("none", "source-ip")
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """How one key of an ssh or winrm section is checked (one row of the tables below)."""
+
+    kind: str  # text | port | number | boolean | secret | choice
+    pattern: re.Pattern[str] | None = None  # text: the full-match pattern (None: any one-line text)
+    what: str = ""  # text: what the pattern describes, for the message
+    low: float = 0.0  # number: the allowed range
+    high: float = 0.0
+    allowed: tuple[str, ...] = ()  # choice: the allowed values
+
+
+SSH_FIELDS: dict[str, FieldRule] = {
+    "user": FieldRule("text", SSH_USER, "user name"),
+    "port": FieldRule("port"),
+    "key_file": FieldRule("text"),
+    "known_hosts": FieldRule("text"),
+    "sudo": FieldRule("boolean"),
+    "password": FieldRule("secret"),
+    "passphrase": FieldRule("secret"),
+    "connect_timeout": FieldRule("number", low=0.1, high=3600),
+    "command_timeout": FieldRule("number", low=0.1, high=86400),
+}
+WINRM_FIELDS: dict[str, FieldRule] = {
+    "scheme": FieldRule("choice", allowed=("https", "http")),
+    "port": FieldRule("port"),
+    "auth": FieldRule("choice", allowed=WINRM_AUTH),
+    "user": FieldRule("text", WINRM_USER, "user name"),
+    "password": FieldRule("secret"),
+    "ca_bundle": FieldRule("text"),
+    "cert_validation": FieldRule("boolean"),
+    "cert_pem": FieldRule("text"),
+    "cert_key_pem": FieldRule("text"),
+    "connect_timeout": FieldRule("number", low=0.1, high=3600),
+    "operation_timeout": FieldRule("number", low=1, high=86400),
+}
+SSH_KEYS = tuple(SSH_FIELDS)
+WINRM_KEYS = tuple(WINRM_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -92,7 +130,9 @@ def _dotted(path: Path) -> str:
         if isinstance(part, int):
             parts.append(f"[{part}]")
         else:
-            parts.append(("." if parts else "") + str(part))
+            # a name with a control character is shown escaped: one problem stays one line
+            name = repr(part) if has_control_character(str(part)) else str(part)
+            parts.append(("." if parts else "") + name)
     return "".join(parts)
 
 
@@ -109,9 +149,8 @@ class _Validator:
     def keys(self, mapping: dict[Any, Any], allowed: tuple[str, ...], path: Path) -> None:
         for key in mapping:
             if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else f" (allowed: {', '.join(allowed)})"
-                self.error(path + (key,), f"unknown key '{key}'{hint}")
+                hint = _did_you_mean(key, allowed) or f" (allowed: {', '.join(allowed)})"
+                self.error(path + (key,), f"unknown key {_quoted(key)}{hint}")
 
     def mapping(self, value: Any, path: Path, required: bool = False) -> dict[Any, Any]:
         if value is None:
@@ -132,17 +171,20 @@ class _Validator:
         return value
 
     def text(self, value: Any, path: Path, pattern: re.Pattern[str] | None = None, what: str = "") -> str | None:
+        """A text value: a full match of `pattern`, or (no pattern) non-empty text without control characters."""
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             self.error(path, f"must be text, not {_kind(value)}")
             return None
         text = str(value)
-        if pattern is not None and not pattern.match(text):
-            self.error(path, f"invalid {what or 'value'} {text!r}")
-            return None
-        if pattern is None and (not text or any(c in text for c in "\x00\n\r")):
-            self.error(path, "must be non-empty text on one line")
+        if pattern is not None:
+            if not pattern.fullmatch(text):
+                self.error(path, f"invalid {what or 'value'} {text!r}")
+                return None
+            return text
+        if not text or has_control_character(text):
+            self.error(path, f"must be non-empty text on one line without control characters, not {text!r}")
             return None
         return text
 
@@ -150,8 +192,7 @@ class _Validator:
         if value is None:
             return None
         if value not in allowed:
-            close = difflib.get_close_matches(str(value), allowed, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = _did_you_mean(value, allowed)
             self.error(path, f"unknown value {value!r} (allowed: {', '.join(allowed)}){hint}")
             return None
         return str(value)
@@ -187,8 +228,11 @@ class _Validator:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             self.error(path, f"must be an IPv4 or IPv6 address, not {_kind(value)}")
             return None
+        if isinstance(value, str) and has_control_character(value):
+            self.error(path, f"invalid IP address {value!r}")
+            return None
         try:
-            return ipaddress.ip_address(str(value).strip() if isinstance(value, str) else value)
+            return ipaddress.ip_address(value.strip() if isinstance(value, str) else value)
         except ValueError:
             self.error(path, f"invalid IP address {value!r}")
             return None
@@ -210,7 +254,7 @@ class _Validator:
             return None
         (kind, source), = value.items()
         if kind == "env":
-            if not isinstance(source, str) or not ENV_NAME.match(source):
+            if not isinstance(source, str) or not ENV_NAME.fullmatch(source):
                 self.error(path + ("env",), f"invalid environment variable name {source!r}")
                 return None
             return SecretRef("env", source)
@@ -254,54 +298,51 @@ class _Validator:
                     bindings.append(name)
             checked["keep_bindings"] = tuple(bindings)
         if "ssh" in raw:
-            checked["ssh"] = self.ssh(self.mapping(raw["ssh"], path + ("ssh",)), path + ("ssh",))
+            checked["ssh"] = self.section(self.mapping(raw["ssh"], path + ("ssh",)), SSH_FIELDS, path + ("ssh",))
         if "winrm" in raw:
-            checked["winrm"] = self.winrm(self.mapping(raw["winrm"], path + ("winrm",)), path + ("winrm",))
+            checked["winrm"] = self.section(self.mapping(raw["winrm"], path + ("winrm",)), WINRM_FIELDS, path + ("winrm",))
         return checked
 
-    def ssh(self, raw: dict[Any, Any], path: Path) -> dict[str, Any]:
-        self.keys(raw, SSH_KEYS, path)
+    def section(self, raw: dict[Any, Any], rules: dict[str, FieldRule], path: Path) -> dict[str, Any]:
+        """Check an ssh or winrm mapping against its table of field rules; return only valid values."""
+        self.keys(raw, tuple(rules), path)
         out: dict[str, Any] = {}
-        setters: dict[str, Callable[[Any, Path], Any]] = {
-            "user": lambda v, p: self.text(v, p, SSH_USER, "user name"),
-            "port": self.port,
-            "key_file": lambda v, p: self.text(v, p),
-            "known_hosts": lambda v, p: self.text(v, p),
-            "sudo": self.boolean,
-            "password": self.secret,
-            "passphrase": self.secret,
-            "connect_timeout": lambda v, p: self.number(v, p, 0.1, 3600),
-            "command_timeout": lambda v, p: self.number(v, p, 0.1, 86400),
-        }
-        for key, check in setters.items():
+        for key, rule in rules.items():
             if key in raw:
-                value = check(raw[key], path + (key,))
+                value = self.field(rule, raw[key], path + (key,))
                 if value is not None:
                     out[key] = value
         return out
 
-    def winrm(self, raw: dict[Any, Any], path: Path) -> dict[str, Any]:
-        self.keys(raw, WINRM_KEYS, path)
-        out: dict[str, Any] = {}
-        setters: dict[str, Callable[[Any, Path], Any]] = {
-            "scheme": lambda v, p: self.choice(v, p, ("https", "http")),
-            "port": self.port,
-            "auth": lambda v, p: self.choice(v, p, WINRM_AUTH),
-            "user": lambda v, p: self.text(v, p, WINRM_USER, "user name"),
-            "password": self.secret,
-            "ca_bundle": lambda v, p: self.text(v, p),
-            "cert_validation": self.boolean,
-            "cert_pem": lambda v, p: self.text(v, p),
-            "cert_key_pem": lambda v, p: self.text(v, p),
-            "connect_timeout": lambda v, p: self.number(v, p, 0.1, 3600),
-            "operation_timeout": lambda v, p: self.number(v, p, 1, 86400),
-        }
-        for key, check in setters.items():
-            if key in raw:
-                value = check(raw[key], path + (key,))
-                if value is not None:
-                    out[key] = value
-        return out
+    def field(self, rule: FieldRule, value: Any, path: Path) -> Any:
+        if rule.kind == "text":
+            return self.text(value, path, rule.pattern, rule.what)
+        if rule.kind == "port":
+            return self.port(value, path)
+        if rule.kind == "number":
+            return self.number(value, path, rule.low, rule.high)
+        if rule.kind == "boolean":
+            return self.boolean(value, path)
+        if rule.kind == "secret":
+            return self.secret(value, path)
+        return self.choice(value, path, rule.allowed)
+
+
+def has_control_character(text: str) -> bool:
+    """True when the text holds a character of CONTROL_CATEGORIES (newline, tab, ESC, NUL, bidi ...)."""
+    return any(unicodedata.category(char) in CONTROL_CATEGORIES for char in text)
+
+
+def _quoted(name: Any) -> str:
+    """'name' for a message; escaped (repr) when it is not plain text, so the message stays one line."""
+    if isinstance(name, str) and not has_control_character(name):
+        return f"'{name}'"
+    return repr(name)
+
+
+def _did_you_mean(word: Any, candidates: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(word), candidates, n=1)
+    return f"; did you mean {_quoted(close[0])}?" if close else ""
 
 
 def _kind(value: Any) -> str:
@@ -355,7 +396,7 @@ def validate(
     group_vars: dict[str, dict[str, Any]] = {}
     for name, body in raw_groups.items():
         path = ("groups", name)
-        if not isinstance(name, str) or not HOST_NAME.match(name):
+        if not isinstance(name, str) or not HOST_NAME.fullmatch(name):
             v.error(path, f"invalid group name {name!r}")
             continue
         if name in raw_hosts:
@@ -367,8 +408,7 @@ def validate(
             if not isinstance(member, str):
                 v.error(path + ("hosts", index), f"must be a host name, not {_kind(member)}")
             elif member not in raw_hosts:
-                close = difflib.get_close_matches(str(member), [str(h) for h in raw_hosts], n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
+                hint = _did_you_mean(member, [str(h) for h in raw_hosts])
                 v.error(path + ("hosts", index), f"unknown host {member!r}{hint}")
             else:
                 members.append(member)
@@ -419,7 +459,7 @@ def validate(
     seen_addresses: dict[IPAddr, str] = {}
     for name, body in raw_hosts.items():
         path = ("hosts", name)
-        if not isinstance(name, str) or not HOST_NAME.match(name):
+        if not isinstance(name, str) or not HOST_NAME.fullmatch(name):
             v.error(path, f"invalid host name {name!r} (letters, digits, '_', '.', '-'; at most 63)")
             continue
         body = v.mapping(body, path, required=True)
@@ -440,7 +480,7 @@ def validate(
         connect = body.get("connect")
         if connect is not None:
             text = v.text(connect, path + ("connect",))
-            if text and not (DNS_NAME.match(text) or _is_ip(text)):
+            if text and not (DNS_NAME.fullmatch(text) or _is_ip(text)):
                 v.error(path + ("connect",), f"invalid host name or address {text!r}")
                 connect = None
             else:
@@ -452,7 +492,7 @@ def validate(
         if "nic" in resolved:
             nic, nic_path = resolved["nic"]
             pattern = WINDOWS_ADAPTER if platform == "windows" else LINUX_IFNAME
-            if not pattern.match(nic) or nic in (".", ".."):
+            if not pattern.fullmatch(nic) or nic in (".", ".."):
                 what = "Windows adapter name" if platform == "windows" else "Linux interface name"
                 v.error(nic_path, f"invalid {what} {nic!r}")
                 nic = None
@@ -556,7 +596,7 @@ def _services(v: _Validator, raw: Any, path: Path) -> list[Service]:
 def _profiles(v: _Validator, raw: dict[Any, Any]) -> dict[str, list[Service]]:
     profiles = {}
     for name, body in raw.items():
-        if not isinstance(name, str) or not VIP_NAME.match(name):
+        if not isinstance(name, str) or not VIP_NAME.fullmatch(name):
             v.error(("profiles", name), f"invalid profile name {name!r}")
             continue
         profiles[name] = _services(v, body, ("profiles", name))
@@ -617,8 +657,7 @@ def _vips(
                 names = [h for h in raw_hosts if h in groups[member]]
             else:
                 candidates = [str(h) for h in raw_hosts] + list(groups)
-                close = difflib.get_close_matches(str(member), candidates, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
+                hint = _did_you_mean(member, candidates)
                 v.error(path + ("real_servers", member_index), f"unknown host or group {member!r}{hint}")
                 continue
             for host_name in names:

@@ -37,8 +37,10 @@ def _environment() -> Any:
     env.filters["sh"] = sh_quote
     env.filters["ps"] = ps_quote
     from arpfix.platforms import linux_patterns
+    from arpfix.platforms.linux import common as linux_common
 
     env.globals["patterns"] = linux_patterns  # constants shared by facts.sh.j2 and its parser
+    env.globals["linux"] = linux_common  # arpfix's own file paths, read by facts.sh.j2 and change.sh.j2
     return env
 
 

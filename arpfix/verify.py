@@ -16,7 +16,7 @@ from arpfix import operations
 from arpfix.engine import run_on_hosts
 from arpfix.errors import ArpfixError, UsageError
 from arpfix.model import HostResult
-from arpfix.platforms.linux import nic_for
+from arpfix.platforms.linux.facts import nic_for
 from arpfix.quoting import sh_quote
 from arpfix.settings import Host, Inventory
 

@@ -41,7 +41,7 @@ def parse_json_output(host: str, stdout: str, stderr: str, exit_code: int) -> di
         else:
             tail = (stderr.strip().splitlines() or [""])[-1]
             reason = tail or f"exit code {exit_code}"
-        raise TransportError(f"{host}: remote script failed: {reason}")
+        raise TransportError(f"{host}: remote script failed: {reason}", document=document)
     if document is None:
         tail = (stderr.strip().splitlines() or ["no output"])[-1]
         raise TransportError(f"{host}: remote script returned no JSON document ({tail})")

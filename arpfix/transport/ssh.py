@@ -39,6 +39,24 @@ READY_MARKER = b"ARPFIX-SHELL-READY\n"
 READY_BOOTSTRAP = "printf 'ARPFIX-SHELL-READY\\n'; exec sh -s"
 
 
+def sudo_failure(stderr: str, user: str) -> str | None:
+    """One line for what `sudo -n` said when it refused, or None when it was not sudo's refusal.
+
+    The texts are sudo's own (sudo 1.9, C locale): a password is needed, the user is not in
+    sudoers, sudoers allows the user only other commands, or sudo is not installed."""
+    if "password is required" in stderr:
+        return (f"sudo needs a password for {user}: arpfix runs `sudo -n` (no prompt); allow NOPASSWD for {user} "
+                "in sudoers, or log in as root")
+    if "not in the sudoers file" in stderr or "may not run sudo" in stderr:
+        return f"{user} may not use sudo on this host (not in sudoers); add {user} to sudoers or log in as root"
+    if "is not allowed to execute" in stderr or "not allowed to run" in stderr:
+        return (f"sudo allows {user} only some commands, and not `sh` as root, which arpfix needs to run its scripts: "
+                f"allow `{user} ALL=(root) NOPASSWD: /bin/sh` or log in as root")
+    if "sudo: not found" in stderr or "sudo: command not found" in stderr:
+        return "sudo is not installed on this host; install it or log in as root (set ssh sudo: false)"
+    return None
+
+
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH-style SHA256 fingerprint of a host key."""
     import hashlib
@@ -217,8 +235,9 @@ class SshTransport:
                 if channel.exit_status_ready() or channel.closed or channel.eof_received:
                     err = stderr.decode("utf-8", "replace")
                     channel.close()
-                    if "password is required" in err:
-                        raise TransportError(f"{self.host.name}: sudo needs a password; allow NOPASSWD for arpfix's user")
+                    reason = sudo_failure(err, self.settings.user) if self.settings.sudo else None
+                    if reason:
+                        raise TransportError(f"{self.host.name}: {reason}")
                     tail = (err.strip().splitlines() or ["no output"])[-1]
                     raise TransportError(redact(f"{self.host.name}: the remote shell did not start ({tail})"))
                 if time.monotonic() > deadline:

@@ -8,6 +8,10 @@ Security rules enforced here, before any packet is sent:
   system/certifi store). `cert_validation: false` is honoured only when the caller passes
   insecure=True (the CLI's explicit --insecure); otherwise it is refused.
 - HTTP is allowed only with message encryption (ntlm, kerberos, credssp -> encryption 'always').
+  That is what a stock Windows Server accepts: its listener is HTTP 5985, the service allows
+  Kerberos and Negotiate (NTLM) and refuses unencrypted messages and Basic (AllowUnencrypted and
+  Basic default to false: "WinRM Service Default Configuration Settings" in
+  https://learn.microsoft.com/en-us/windows/win32/winrm/installation-and-configuration-for-windows-remote-management).
   Basic over HTTP sends the password in clear and is refused unless insecure=True.
 - Certificate authentication needs HTTPS.
 
@@ -36,6 +40,16 @@ COMMAND_LINE_LIMIT = 8000
 CHUNK_SIZE = 7000  # base64 characters per `echo` upload command
 # WS-Man OperationTimeout for one Receive long-poll; the whole script has its own deadline.
 RECEIVE_POLL_SECONDS = 20
+# WinRM holds a Receive until output arrives or OperationTimeout passes, then answers w:TimedOut.
+# A peer that answers sooner than this with nothing (TimedOut at once, or an empty Running state)
+# is not long-polling: wait before asking again, doubling from START up to MAX, so such a peer
+# gets about one Receive a second instead of one per round trip (thousands a second).
+QUICK_RECEIVE_SECONDS = 1.0
+RECEIVE_BACKOFF_START = 0.05
+RECEIVE_BACKOFF_MAX = 1.0
+# What a WS-Management answer carries: SOAP, or SOAP sealed by message encryption (multipart/encrypted,
+# MS-WSMV 2.2.9.1: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-wsmv/58421aa4-861a-4410-831a-c999f094cdb7).
+WSMAN_CONTENT_TYPES = ("application/soap+xml", "multipart/encrypted")
 
 POWERSHELL = "powershell -NoProfile -NonInteractive -EncodedCommand "
 
@@ -91,6 +105,44 @@ def clean_clixml(stderr: str) -> tuple[str, list[str]]:
         line.rstrip() for line in "".join(errors).splitlines() if line.strip()
     ]
     return "\n".join(lines), error_lines
+
+
+class NotWsmanError(Exception):
+    """An HTTP answer that is not WS-Management (a web page, a proxy, another service on the port)."""
+
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)  # one name for the tests to replace
+
+
+def _require_wsman(response: Any) -> None:
+    """Raise NotWsmanError unless `response` (a requests.Response) can be a WS-Management answer."""
+    content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if content_type in WSMAN_CONTENT_TYPES:
+        return
+    if not response.content and not response.request.body:
+        return  # the empty POST that sets up message encryption is answered with an empty 200
+    shown = content_type or "no content type"
+    raise NotWsmanError(f"HTTP {response.status_code} answer with {shown}, {len(response.content)} bytes")
+
+
+def _check_answers(protocol: Any) -> None:
+    """Make the pywinrm session check every answer's content type (see _require_wsman).
+
+    pywinrm parses any HTTP 200 body as SOAP: a web page ends in StopIteration or AttributeError, a
+    well-formed one as a Receive that never finishes. Its transport sends every request (including
+    the message-encryption set-up) through _send_message_request, so the check goes there.
+    """
+    send = getattr(protocol.transport, "_send_message_request", None)
+    if send is None:  # another pywinrm layout: pywinrm's own parsing errors remain
+        return
+
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        response = send(*args, **kwargs)
+        _require_wsman(response)
+        return response
+
+    protocol.transport._send_message_request = checked
 
 
 class WinrmTransport:
@@ -195,6 +247,7 @@ class WinrmTransport:
             float(self.settings.connect_timeout),
             float(kwargs["read_timeout_sec"]),
         )
+        _check_answers(protocol)
         self._protocol = protocol
         return protocol
 
@@ -204,7 +257,12 @@ class WinrmTransport:
         from winrm import exceptions as wexc
 
         where = f"{self.endpoint}"
-        if isinstance(exc, wexc.InvalidCredentialsError):
+        if isinstance(exc, NotWsmanError):
+            msg = (
+                f"{where} is not a WS-Management endpoint ({exc}) during {during}; "
+                "check the address, port and scheme of the WinRM listener"
+            )
+        elif isinstance(exc, wexc.InvalidCredentialsError):
             msg = f"authentication failed for user {self.settings.user!r} at {where}"
         elif isinstance(exc, wexc.WSManFaultError):
             msg = f"WinRM fault during {during}: {str(exc.reason).strip()}"
@@ -222,6 +280,8 @@ class WinrmTransport:
             msg = f"connection to {where} timed out after {self.settings.connect_timeout:g}s"
         elif isinstance(exc, requests.exceptions.ReadTimeout):
             msg = f"no answer from {where} during {during} (read timeout)"
+            if during == "the script":
+                msg += f"; {self._unknown_outcome()}"
         elif isinstance(exc, requests.exceptions.ConnectionError):
             text = str(exc)
             if "refused" in text.lower():
@@ -229,15 +289,26 @@ class WinrmTransport:
             elif during == "connect":
                 msg = f"cannot connect to {where}: {_short(text)}"
             else:
-                msg = (
-                    f"connection lost during {during} ({_short(text)}); "
-                    "the script may or may not have completed"
-                )
+                msg = f"connection lost during {during} ({_short(text)})"
+                if during == "the script":
+                    msg += f"; {self._unknown_outcome()}"
         elif isinstance(exc, wexc.WinRMError):
             msg = f"WinRM error during {during}: {exc}"
+            if self.settings.auth.lower() == "kerberos" and "not installed" in str(exc):
+                msg += " (install pywinrm[kerberos], which needs the system's Kerberos library, or use auth ntlm)"
         else:
             msg = f"unexpected {type(exc).__name__} during {during}: {exc}"
         return self._fail(msg)
+
+    def _unknown_outcome(self) -> str:
+        # The command belongs to the WinRM shell, not to our connection: it runs on until it ends or
+        # the idle shell is deleted (Winrs IdleTimeout, "Winrs Default Configuration Settings" in
+        # https://learn.microsoft.com/en-us/windows/win32/winrm/installation-and-configuration-for-windows-remote-management),
+        # so once the connection is gone nobody here knows which happened.
+        return (
+            "the remote script may still be running or may have been stopped; "
+            f"run 'arpfix audit --limit {self.host.name}' to see the host's state before running again"
+        )
 
     # ------------------------------------------------------------------ running
     def _run_command(self, protocol: Any, shell_id: str, command: str, deadline: float,
@@ -247,7 +318,9 @@ class WinrmTransport:
         command_id = protocol.run_command(shell_id, command)
         out: list[bytes] = []
         err: list[bytes] = []
+        backoff = RECEIVE_BACKOFF_START
         while True:
+            asked = time.monotonic()
             try:
                 stdout, stderr, code, done = protocol.get_command_output_raw(shell_id, command_id)
             except WinRMOperationTimeoutError:
@@ -260,6 +333,7 @@ class WinrmTransport:
                     raise TransportError(
                         f"{self.host.name}: {what} did not finish within the time limit"
                     ) from None
+                backoff = _back_off(asked, backoff, deadline)
                 continue
             out.append(stdout)
             err.append(stderr)
@@ -267,6 +341,10 @@ class WinrmTransport:
                 break
             if time.monotonic() > deadline:
                 raise TransportError(f"{self.host.name}: {what} did not finish within the time limit")
+            if stdout or stderr:
+                backoff = RECEIVE_BACKOFF_START  # output flows: fetch the rest at once
+            else:
+                backoff = _back_off(asked, backoff, deadline)
         try:
             protocol.cleanup_command(shell_id, command_id)
         except Exception:  # noqa: BLE001, S110
@@ -361,6 +439,15 @@ class WinrmTransport:
             except Exception:  # noqa: BLE001, S110
                 pass
             self._protocol = None
+
+
+def _back_off(asked: float, backoff: float, deadline: float) -> float:
+    """After a Receive that brought nothing: pause if it came back quickly; return the next pause."""
+    now = time.monotonic()
+    if now - asked >= QUICK_RECEIVE_SECONDS:
+        return RECEIVE_BACKOFF_START  # the server long-polled: ask again at once
+    _pause(max(0.0, min(backoff, deadline - now)))
+    return min(backoff * 2, RECEIVE_BACKOFF_MAX)
 
 
 def _short(text: str) -> str:

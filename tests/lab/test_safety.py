@@ -85,13 +85,19 @@ def test_hostile_values_in_every_template_argument_stay_literal(lab, value):
     each fails or acts on the literal value, and nothing the value spells out is executed."""
     steps = [Step("set_sysctl", (f"net/ipv4/conf/{value}/arp_ignore", "1")),
              Step("add_addr", (value, "10.255.255.1/32", value, "host")),
-             Step("write_file", (f"/tmp/arpfix-literal-{len(value)}", "aGVsbG8=", "600", value))]
+             Step("write_file", (f"/tmp/arpfix-literal-{len(value)}", "aGVsbG8=", "600", value, value)),
+             Step("write_file", (f"/tmp/arpfix-dirs/{value}/x", "aGVsbG8=", "600", value, value)),  # make_dirs, hostile
+             Step("make_link", (f"/tmp/arpfix-link-{len(value)}", value)),
+             Step("add_dummy", (value,))]
     for step in steps:
         script = render("linux/apply.sh.j2", steps=[step], version=value, lock_wait=5, step_delay="")
         lab.exec("rs1", ["sh", "-c", script], check=False)
-        rollback = render("linux/rollback.sh.j2", steps=[Step("restore_sysctl", (value, value, value)),
-                                                         Step("del_addr", (value, value)),
-                                                         Step("restore_file", (value, value, value))],
+        rollback = render("linux/rollback.sh.j2", steps=[Step("undo_sysctl", (value, value, value)),
+                                                         Step("undo_addr", (value, value)),
+                                                         Step("undo_dummy", (value,)),
+                                                         Step("undo_file", (value, value, value, value)),
+                                                         Step("undo_link", (value, value)),
+                                                         Step("undo_dir", (value,))],
                           version=value, lock_wait=5, step_delay="")
         lab.exec("rs1", ["sh", "-c", rollback], check=False)
     assert lab.exec("rs1", ["sh", "-c", "ls /tmp/arpfix-pwned 2>/dev/null; true"]).stdout == ""
@@ -100,5 +106,5 @@ def test_hostile_values_in_every_template_argument_stay_literal(lab, value):
     journal = lab.exec("rs1", ["sh", "-c", "cat /var/lib/arpfix/journal.jsonl 2>/dev/null; true"]).stdout
     for line in journal.splitlines():
         json.loads(line)
-    lab.exec("rs1", ["sh", "-c", "rm -rf /var/lib/arpfix /tmp/arpfix-literal-*"])
+    lab.exec("rs1", ["sh", "-c", "rm -rf /var/lib/arpfix /tmp/arpfix-literal-* /tmp/arpfix-link-* /tmp/arpfix-dirs"])
     assert LinuxPlatform().name == "linux"

@@ -55,9 +55,9 @@ def test_rollback_plan(case):
 
 def test_sysctls_come_before_the_vip_in_every_plan(case):
     data, inventory, host = case
-    subjects = [c.subject for c in LinuxPlatform().plan(LinuxPlatform().parse_facts(data["raw_facts"]), host, inventory)]
-    sysctl_positions = [i for i, s in enumerate(subjects) if s.startswith("sysctl")]
-    address_positions = [i for i, s in enumerate(subjects) if s.startswith("address")]
+    changes = LinuxPlatform().plan(LinuxPlatform().parse_facts(data["raw_facts"]), host, inventory)
+    sysctl_positions = [i for i, c in enumerate(changes) if c.subject.startswith("sysctl") and c.action == "set"]
+    address_positions = [i for i, c in enumerate(changes) if c.subject.startswith("address") and c.action == "add"]
     if sysctl_positions and address_positions:
         assert max(sysctl_positions) < min(address_positions)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from arpfix.errors import ArpfixError
+from arpfix.errors import ArpfixError, TransportError
 from arpfix.platforms.windows import WindowsPlatform, desired_state, find_loopback, find_nic
 from arpfix.settings import Host, Inventory, Service, Vip
 
@@ -62,7 +62,7 @@ def test_case(path: Path) -> None:
 
     # plan and audit agree: every failing check has a planned change, except reported-only ones
     if expect["plan"] == []:
-        assert failed == [] or expect.get("legacy")
+        assert failed == [] or expect.get("legacy") or expect.get("reported_only")
 
     for check, text in expect.get("detail_contains", {}).items():
         assert text in next(f.detail for f in findings if f.check == check)
@@ -79,6 +79,10 @@ def test_case(path: Path) -> None:
         assert facts["legacy"] is True
         with pytest.raises(ArpfixError):
             PLATFORM.apply_script(facts, host, inventory, changes)
+    elif expect.get("blocked"):  # one clear line, the blocker's own reason
+        with pytest.raises(TransportError) as raised:
+            PLATFORM.apply_script(facts, host, inventory, changes)
+        assert "\n" not in str(raised.value) and changes[0].detail in str(raised.value)
     else:
         script = PLATFORM.apply_script(facts, host, inventory, changes)
         assert "$P = @{" in script
@@ -110,7 +114,8 @@ def test_enum_normalisation() -> None:
         ("fe80::1", 6, "active"), ("192.0.2.5", 4, "persistent")]
     assert facts["interfaces"][0] == {"index": 3, "family": 4, "weak_send": True,
                                       "weak_receive": False, "metric": 5,
-                                      "automatic_metric": None, "dhcp": False}
+                                      "automatic_metric": None, "dhcp": False,
+                                      "store": "active"}
     assert facts["firewall"][0]["enabled"] is True
     assert facts["firewall"][0]["local_port"] == ["443"]
 
@@ -133,3 +138,27 @@ def test_plan_is_pure_and_repeatable() -> None:
     first = PLATFORM.plan(facts, host, inventory)
     assert PLATFORM.plan(facts, host, inventory) == first
     assert json.dumps(case["raw"], sort_keys=True) == snapshot
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("run_lock_held", "another arpfix run holds the lock since 2026-12-01T17:02:11"),
+    ("constrained_language", "PowerShell is in ConstrainedLanguage mode (AppLocker/WDAC)"),
+])
+def test_rollback_is_refused_while_blocked(name: str, message: str) -> None:
+    case = json.loads((Path(__file__).parent / "windows_cases" / f"{name}.json").read_text())
+    host, _ = build(case)
+    facts = PLATFORM.parse_facts(case["raw"])
+    with pytest.raises(TransportError) as raised:
+        PLATFORM.rollback_script(facts, host, PLATFORM.rollback_plan(facts, host))
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_lock_and_language_mode_normalised_as_windows_powershell_writes_them() -> None:
+    """[string]$ExecutionContext.SessionState.LanguageMode is the enum name; a raw PSLanguageMode
+    serialised by ConvertTo-Json would be its integer (3 = ConstrainedLanguage)."""
+    assert PLATFORM.parse_facts({"language_mode": 3})["language_mode"] == "ConstrainedLanguage"
+    assert PLATFORM.parse_facts({"language_mode": "FullLanguage"})["language_mode"] == "FullLanguage"
+    assert PLATFORM.parse_facts({})["language_mode"] == ""  # older facts: nothing to block on
+    lock = PLATFORM.parse_facts({"lock": {"started": "T", "pid": "42", "alive": False}})["lock"]
+    assert lock == {"started": "T", "pid": 42, "action": "", "alive": False}
+    assert PLATFORM.parse_facts({"lock": None})["lock"] is None

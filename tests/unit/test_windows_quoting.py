@@ -184,8 +184,9 @@ def test_hostile_values_stay_inside_the_parameter_block(value: str, kind: str) -
     start = script.index("$P = ") + len("$P = ")
     parser = LiteralParser(script, start)
     params = parser.value()
-    assert params["HostName"] == host.name  # exactly the value, nothing more, nothing less
-    if kind != "rollback":
+    if kind != "facts":  # the facts script gets only the VIP ports (integers)
+        assert params["HostName"] == host.name  # exactly the value, nothing more, nothing less
+    if kind == "apply":
         assert params["Vips"][0]["Name"] == "vip" + value
         assert "ms_server" + value.lower() in params["KeepBindings"]
     rest = script[:start] + script[parser.pos:]

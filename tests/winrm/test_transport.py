@@ -244,3 +244,108 @@ def test_missing_password_source_is_a_transport_error(monkeypatch) -> None:
                                        password=SecretRef("env", "ARPFIX_TEST_NO_SUCH_VAR")))
     with pytest.raises(TransportError, match="ARPFIX_TEST_NO_SUCH_VAR is not set"):
         WinrmTransport(host).run_script("x")
+
+
+# -- Receive polling and answers that are not WS-Management (issue 13) -------------------------
+
+
+def test_a_peer_that_times_out_at_once_is_polled_with_backoff(wsman) -> None:
+    """A peer that answers every Receive `w:TimedOut` at once (no long poll) gets a bounded number of
+    requests, at most about one a second once backed off, not a request per round trip."""
+    server = wsman(auth="basic")
+    server.receive_timeouts = 10**6  # every Receive: TimedOut, immediately
+    with pytest.raises(TransportError, match="did not finish within the time limit"):
+        transport(server, insecure=True).run_script("x", timeout=4)
+    times = server.receive_times
+    assert 3 <= len(times) <= 15, f"{len(times)} Receives in 4 s"
+    last_two_seconds = [t for t in times if t >= times[-1] - 2]
+    assert len(last_two_seconds) <= 4, f"{len(last_two_seconds)} Receives in the last 2 s"
+
+
+def test_a_long_poll_is_answered_without_extra_waiting(wsman, monkeypatch) -> None:
+    """A server that held the Receive (its OperationTimeout) is asked again at once: no backoff."""
+    import arpfix.transport.winrm as winrm_module
+
+    pauses: list[float] = []
+    monkeypatch.setattr(winrm_module, "_pause", pauses.append)
+    server = wsman(json_handler({"late": 2}), auth="basic")
+    server.receive_timeouts = 1
+    server.receive_delay = winrm_module.QUICK_RECEIVE_SECONDS + 0.1
+    assert transport(server, insecure=True).run_script("x") == {"late": 2}
+    assert pauses == []
+
+
+def test_quick_timeouts_pause_longer_each_time_up_to_the_ceiling(wsman, monkeypatch) -> None:
+    import arpfix.transport.winrm as winrm_module
+
+    pauses: list[float] = []
+    monkeypatch.setattr(winrm_module, "_pause", pauses.append)
+    server = wsman(json_handler({"late": 3}), auth="basic")
+    server.receive_timeouts = 12
+    assert transport(server, insecure=True).run_script("x") == {"late": 3}
+    assert len(pauses) == 12
+    assert pauses == sorted(pauses) and pauses[0] < 0.2
+    assert max(pauses) == winrm_module.RECEIVE_BACKOFF_MAX
+
+
+@pytest.mark.parametrize("action", ["Create", "Command", "Receive"])
+def test_a_web_page_where_ws_management_belongs_says_so(wsman, action) -> None:
+    """HTTP 200 with a page (a proxy, IIS on the port): one clear line, not a time-out or a StopIteration."""
+    server = wsman(auth="basic")
+    server.html_for = {action}
+    start = time.monotonic()
+    with pytest.raises(TransportError, match="not a WS-Management endpoint") as err:
+        transport(server, insecure=True).run_script("x", timeout=3)
+    assert time.monotonic() - start < 2  # said at once, not after the time limit
+    assert "\n" not in str(err.value) and "text/html" in str(err.value)
+
+
+@pytest.mark.parametrize("auth", ["basic", "ntlm"])
+def test_a_plain_web_server_is_not_a_ws_management_endpoint(auth, ntlm_users) -> None:
+    from tests.winrm.wsman_server import PlainWebServer
+
+    web = PlainWebServer()
+    try:
+        with pytest.raises(TransportError, match="not a WS-Management endpoint") as err:
+            WinrmTransport(make_host(web.port, auth=auth), insecure=True).run_script("x", timeout=3)
+    finally:
+        web.stop()
+    message = str(err.value)
+    assert message.startswith("win1: ") and f"127.0.0.1:{web.port}/wsman" in message
+    assert PASSWORD not in message
+
+
+# -- a dropped connection mid-script (issue 13) -------------------------------------------------
+
+UNKNOWN_OUTCOME = "the remote script may still be running or may have been stopped; run 'arpfix audit --limit win1'"
+
+
+def test_a_dropped_connection_says_the_outcome_is_unknown_and_what_to_do(wsman, ntlm_users) -> None:
+    server = wsman(auth="ntlm")
+    server.die_on_receive = True
+    with pytest.raises(TransportError) as err:
+        transport(server).run_script("x")
+    message = str(err.value)
+    assert UNKNOWN_OUTCOME in message, message
+    assert "\n" not in message and PASSWORD not in message
+
+
+def test_a_read_timeout_mid_script_says_the_outcome_is_unknown(wsman) -> None:
+    """The server holds the Receive longer than the read timeout: the same plain line."""
+    server = wsman(auth="basic")
+    t = transport(server, insecure=True)
+    t._connect().transport.read_timeout_sec = (3.0, 0.5)  # (connect, read); really poll + 10 s
+    server.receive_delay = 1.5
+    with pytest.raises(TransportError) as err:
+        t.run_script("x", timeout=30)
+    assert "read timeout" in str(err.value) and UNKNOWN_OUTCOME in str(err.value)
+
+
+def test_kerberos_over_http_is_sealed_and_a_missing_kerberos_library_is_one_clear_line(monkeypatch) -> None:
+    import winrm.transport
+
+    t = WinrmTransport(make_host(5985, auth="kerberos"))
+    assert t._kwargs["message_encryption"] == "always"  # accepted over HTTP, never unencrypted
+    monkeypatch.setattr(winrm.transport, "HAVE_KERBEROS", False)
+    with pytest.raises(TransportError, match=r"install pywinrm\[kerberos\].*or use auth ntlm"):
+        t.run_script("x")

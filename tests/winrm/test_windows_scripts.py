@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from arpfix.errors import TransportError
 from arpfix.platforms.windows import WindowsPlatform
 from arpfix.quoting import ps_quote
 from arpfix.secrets import SecretRef
@@ -77,17 +78,17 @@ def test_facts_plan_apply_round_trip_over_the_wire(wsman, ntlm_users) -> None:
     for function, mutation in (("Add-ArpfixVip", "New-NetIPAddress"),
                                ("Set-ArpfixIpInterface", "Set-NetIPInterface"),
                                ("Set-ArpfixLoopbackSettings", "Set-DnsClient"),
-                               ("Set-ArpfixLoopbackSettings", "Disable-NetAdapterBinding"),
+                               ("Set-ArpfixBindings", "Disable-NetAdapterBinding"),
                                ("Set-ArpfixFirewall", "New-NetFirewallRule"),
-                               ("New-ArpfixLoopback", "CreateLoopback")):
+                               ("New-ArpfixLoopback", "RegisterLoopback")):
         start = apply_script.index(f"function {function}")
         end = apply_script.index("\n}\n", start)
         text = apply_script[start:end]
         assert text.index("Journal") < text.index(mutation), (function, mutation)
     # no devcon, no downloads; SetupAPI sequence present
     for needle in ("SetupDiCreateDeviceInfoList", "DICD_GENERATE_ID", "SPDRP_HARDWAREID",
-                   '"*MSLOOP\\0\\0"', "DIF_REGISTERDEVICE", "UpdateDriverForPlugAndPlayDevicesW",
-                   "INSTALLFLAG_FORCE", "netloop.inf", "4d36e972-e325-11ce-bfc1-08002be10318"):
+                   '"*MSLOOP\\0\\0"', "DIF_REGISTERDEVICE", "netloop.inf",
+                   "4d36e972-e325-11ce-bfc1-08002be10318"):
         assert needle in apply_script
     lowered = "\n".join(line for line in apply_script.lower().splitlines()
                         if not line.lstrip().startswith(("#", "//")))
@@ -107,9 +108,11 @@ def test_rollback_script_over_the_wire(wsman, ntlm_users) -> None:
     main = body(script)
     assert "[array]::Reverse($entries)" in main
     order = [main.index(s) for s in ("'firewall' {", "'ipinterface' {", "'address' {",
-                                     "pnputil.exe /remove-device", "Remove-Item -LiteralPath $ArpfixJournalPath")]
+                                     "Remove-ArpfixDevice $id", "Remove-Item -LiteralPath $AJ")]
     assert order == sorted(order)
-    assert "[ArpfixSetupApi]::RemoveDevice($id)" in main  # fallback before Windows 10 2004
+    remove = script[script.index("function Remove-ArpfixDevice"):]
+    assert "pnputil.exe /remove-device" in remove
+    assert "[ArpfixSetupApi]::RemoveDevice($InstanceId)" in remove  # fallback before Windows 10 2004
     assert "$current -ne [string]$e.after" in main  # guard: someone else's value wins
     assert main.rindex("Get-ArpfixFacts") > order[-1]
 
@@ -142,3 +145,55 @@ def test_chunked_apply_script_arrives_intact(wsman, ntlm_users) -> None:
     assert len(t.commands_for(script)) > 2  # too long for one command line
     t.run_script(script)
     assert script in server.scripts[0]
+
+
+def case_inventory(name: str, port: int):
+    """Host and VIPs of a windows case, reachable at the test server."""
+    from tests.unit.test_windows_cases import build
+
+    case = json.loads((CASES / f"{name}.json").read_text())
+    host, inventory = build(case)
+    winrm = WinrmSettings(scheme="http", port=port, auth="ntlm", user=USER,
+                          password=SecretRef("plaintext", "t", _value=PASSWORD))
+    host = Host(name=host.name, platform="windows", address=host.address, connect="127.0.0.1",
+                winrm=winrm, keep_bindings=host.keep_bindings)
+    return host, Inventory(path="x", hosts={host.name: host}, groups={}, vips=inventory.vips)
+
+
+def test_ipv6_apply_converges_over_the_wire(wsman, ntlm_users) -> None:
+    """Windows keeps reporting Dhcp Enabled on the IPv6 interface after the apply (static
+    addresses only): the apply must still end with nothing pending and a compliant audit."""
+    answers = iter([raw_case("ipv6_vip"), raw_case("ipv6_compliant_dhcp_reported_enabled")])
+    server = wsman(lambda script: (json.dumps(next(answers)) + "\r\n", "", 0), auth="ntlm")
+    host, inventory = case_inventory("ipv6_compliant_dhcp_reported_enabled", server.port)
+    t = WinrmTransport(host)
+    facts = PLATFORM.parse_facts(t.run_script(PLATFORM.facts_script(host, inventory)))
+    changes = PLATFORM.plan(facts, host, inventory)
+    assert "loopback ipv6 Dhcp" not in [c.subject for c in changes]
+    after = PLATFORM.parse_facts(t.run_script(PLATFORM.apply_script(facts, host, inventory, changes)))
+    assert PLATFORM.plan(after, host, inventory) == []
+    assert all(f.ok or f.severity == "warning" for f in PLATFORM.audit(after, host, inventory))
+    apply_script = server.scripts[1]
+    assert "if ($family -eq 'IPv4') { Set-ArpfixIpInterface $Journal $Lo $family 'Dhcp'" in apply_script
+
+
+def test_constrained_language_host_is_read_and_then_blocked(wsman, ntlm_users) -> None:
+    server = wsman(lambda script: (json.dumps(raw_case("constrained_language")) + "\r\n", "", 0),
+                   auth="ntlm")
+    host, inventory = case_inventory("constrained_language", server.port)
+    t = WinrmTransport(host)
+    facts = PLATFORM.parse_facts(t.run_script(PLATFORM.facts_script(host, inventory)))
+    assert facts["language_mode"] == "ConstrainedLanguage"
+    changes = PLATFORM.plan(facts, host, inventory)
+    assert [(c.subject, c.action) for c in changes] == [("powershell language mode", "blocked")]
+    with pytest.raises(TransportError) as raised:
+        PLATFORM.apply_script(facts, host, inventory, changes)
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(
+        "ss1: PowerShell is in ConstrainedLanguage mode (AppLocker/WDAC): arpfix needs FullLanguage "
+        "to create the loopback adapter;")
+    # what ran there used no Add-Type and no .NET calls ConstrainedLanguage forbids
+    facts_script = server.scripts[0]
+    facts_script = facts_script[facts_script.index("# arpfix facts"):]  # after the transport's prelude
+    for banned in ("Add-Type", "[IO.File]", "[Convert]", "New-Object"):
+        assert banned not in facts_script

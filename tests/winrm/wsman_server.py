@@ -11,7 +11,13 @@ Faults a test can inject (attributes, changeable at any time):
 - receive_timeouts: the next N Receives answer WS-Man fault 2150858793 (pywinrm retries);
 - split_output: stdout is delivered over this many Receives;
 - die_on_receive: the server closes the socket instead of answering the next Receive;
+- receive_delay: seconds each Receive waits before it answers (a long poll);
+- html_for: actions (e.g. {"Receive"}) answered HTTP 200 with a web page instead of WS-Man;
 - wrong passwords are answered 401 (Basic and NTLM).
+receive_times records when each Receive arrived (time.monotonic()), to measure the poll rate.
+
+PlainWebServer is an ordinary web server (no authentication, a page for every POST): what a client
+reaches when the address or port is not a WinRM listener but something else answering HTTP 200.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import os
 import re
 import struct
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +51,7 @@ ENC_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 BOUNDARY = b"--Encrypted Boundary"
 FAULT_TIMED_OUT = 2150858793
 FAULT_INVALID_SELECTORS = 2150858843
+WEB_PAGE = b"<html><head><title>IIS Windows Server</title></head><body>It works</body></html>"
 
 Handler = Callable[[str], tuple[str, str, int]]
 
@@ -80,6 +88,9 @@ class WsmanServer:
         self.receive_timeouts = 0
         self.split_output = 1
         self.die_on_receive = False
+        self.receive_delay = 0.0
+        self.receive_times: list[float] = []
+        self.html_for: set[str] = set()
         self.encrypted_requests = 0
         self.shells: dict[str, _Shell] = {}
         self.lock = threading.Lock()
@@ -254,6 +265,15 @@ class _WsmanHandler(BaseHTTPRequestHandler):
         if encrypted:
             self.owner.encrypted_requests += 1
             body = self._decrypt(body)
+        action = ElementTree.fromstring(body).findtext("s:Header/a:Action", "", NS).rsplit("/", 1)[-1]
+        if action == "Receive":
+            self.owner.receive_times.append(time.monotonic())
+            if self.owner.receive_delay:
+                time.sleep(self.owner.receive_delay)
+        if action in self.owner.html_for:
+            self.owner.actions.append(action)
+            self._send(200, WEB_PAGE, {"Content-Type": "text/html"})
+            return
         result = self._dispatch(body)
         if result is None:
             self.close_connection = True  # fault injection: vanish without an answer
@@ -347,6 +367,40 @@ class _WsmanHandler(BaseHTTPRequestHandler):
                 return 200, _envelope(ACTION_SIGNAL + "Response", message_id,
                                       "<rsp:SignalResponse/>")
         return 500, _fault(message_id, 2150858770, "ActionNotSupported", f"unknown action {action}")
+
+
+class PlainWebServer:
+    """A web server on 127.0.0.1 that answers every request HTTP 200 with a page (not WS-Man)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:
+                server.requests += 1
+                length = int(self.headers.get("Content-Length", "0"))
+                if length:
+                    self.rfile.read(length)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(WEB_PAGE)))
+                self.end_headers()
+                self.wfile.write(WEB_PAGE)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 def write_ntlm_user_file(path: str, users: dict[str, str], domain: str = "") -> str:
