@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, replace
 from arpfix.errors import UsageError
 from arpfix.settings import Inventory, Service
 
-IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
-MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+# Full matches (\A...\Z, never `$`, which also matches before a final newline: "eth0\n" would pass).
+IFNAME = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}\Z")
+MAC = re.compile(r"\A[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from arpfix.agent.config import IFNAME, AgentConfig
 from arpfix.errors import UsageError
 
 # keepalived strings are not shell-quoted: the state directory must be a plain absolute path.
-PLAIN_PATH = re.compile(r"^/[A-Za-z0-9_./-]{0,200}$")
+PLAIN_PATH = re.compile(r"\A/[A-Za-z0-9_./-]{0,200}\Z")
+ROUTER_ID = re.compile(r"\A[A-Za-z0-9_-]{1,60}\Z")
 ROLES = ("MASTER", "BACKUP", "FAULT", "STOP")
 
 
@@ -33,7 +34,7 @@ def files(config: AgentConfig, state_dir: str, advert_int: float = 1.0, garp_ref
         raise UsageError(f"state directory {state_dir!r} must be an absolute path of letters, digits and _./-")
     if not IFNAME.match(config.interface):
         raise UsageError(f"invalid interface name {config.interface!r}")
-    if not re.match(r"^[A-Za-z0-9_-]{1,60}$", config.agent):
+    if not ROUTER_ID.match(config.agent):
         raise UsageError(f"agent host name {config.agent!r} cannot name a keepalived router_id")
     if config.address.version != config.peer_address.version:
         raise UsageError("the two nodes of the pair need addresses of the same family (VRRP unicast)")

@@ -147,4 +147,4 @@ def pinned(vip_index: int, server_index: int) -> int:
     return 0
 
 
-COUNTER_NAME = re.compile(r"^fwd_(\d+)_(\d+)$")
+COUNTER_NAME = re.compile(r"\Afwd_(\d+)_(\d+)\Z")

@@ -254,6 +254,10 @@ def test_clean_stop_leaves_nothing(topo, pair, tmp_path):
     assert not os.path.exists(os.path.join(master.dir, "ready"))
 
 
+def forwarded(node):
+    return sum(s["packets"] for s in node.status()["vips"][0]["servers"])
+
+
 def test_split_brain_keeps_flows(topo, pair, tmp_path):
     """VRRP blocked between the nodes: both become MASTER, both hold the VIP and answer ARP. The
     client may reach either; the flows stay on their servers because both tables are the same."""
@@ -266,9 +270,11 @@ def test_split_brain_keeps_flows(topo, pair, tmp_path):
     wait_for("both nodes MASTER", lambda: master.role() == backup.role() == "MASTER")
     assert master.has_vip() and backup.has_vip()
     # the client's entry follows whichever sent the last gratuitous ARP: send its next flows to the other
-    topo_mod.run("ip", "neigh", "replace", topo_mod.VIP, "lladdr",
-                 backup.mac() if client_vip_mac(topo) == master.mac() else master.mac(), "dev", "eth0", ns=topo.client)
+    other = backup if client_vip_mac(topo) == master.mac() else master
+    before = forwarded(other)
+    topo_mod.run("ip", "neigh", "replace", topo_mod.VIP, "lladdr", other.mac(), "dev", "eth0", ns=topo.client)
     time.sleep(1.0)
+    assert forwarded(other) > before + 20  # the other node carries the load now, held flows included
     assert master.status()["vips"][0]["slot_digest"] == backup.status()["vips"][0]["slot_digest"]
     for node in pair:
         topo_mod.run("nft", "delete", "table", "inet", "agtvrrp", ns=node.ns)

@@ -76,8 +76,13 @@ def test_keepalived_files(tmp_path):
     assert "dir='/run/arpfix-agent'" in files["check.sh"] and "nft list chain netdev arpfix_agent" in files["check.sh"]
     for name in ("check.sh", "notify.sh"):
         assert subprocess.run(["sh", "-n"], input=files[name], text=True).returncode == 0
-    with pytest.raises(UsageError, match="absolute path"):
-        keepalived.files(config, "/tmp/with space")
+    for bad in ("/tmp/with space", "/run/x\n", "run/relative", "/run/../etc"):
+        with pytest.raises(UsageError, match="absolute path"):
+            keepalived.files(config, bad)
+    from dataclasses import replace
+
+    with pytest.raises(UsageError, match="interface"):
+        keepalived.files(replace(config, interface="eth0\n"), "/run/x")
     with pytest.raises(UsageError, match="not a pair"):
         keepalived.files(cfg.build(inventory(tmp_path, "{host: lb1, interface: eth0}")), "/run/x")
 
