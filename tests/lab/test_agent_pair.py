@@ -59,7 +59,7 @@ class Node:
         self.topo, self.ns = topo, ns
         base = tmp_path / ns.rsplit("-", 1)[1]
         os.makedirs(base, exist_ok=True)
-        self.agent = AgentProc(topo, base, ns=ns)
+        self.agent = AgentProc(topo, base, ns=ns, ipv6=True)  # VIPs web (IPv4) and web6
         self.dir = self.agent.state_dir
         self.keepalived = None
         self.klog = str(base / "keepalived.log")
@@ -184,8 +184,8 @@ def gap(results, event):
     return max((b - a for a, b in zip(ends, ends[1:]) if b > event), default=0.0)
 
 
-def client_vip_mac(topo):
-    out = topo_mod.run("ip", "-j", "neigh", "show", topo_mod.VIP, "dev", "eth0", ns=topo.client).stdout
+def client_vip_mac(topo, vip=topo_mod.VIP):
+    out = topo_mod.run("ip", "-j", "neigh", "show", vip, "dev", "eth0", ns=topo.client).stdout
     entries = json.loads(out or "[]")
     return entries[0].get("lladdr") if entries else None
 
@@ -194,6 +194,8 @@ def failover(topo, tmp_path, pair, action, label):
     """Run `action` on the master under load; check the backup took over without moving flows."""
     master, backup = pair
     assert client_vip_mac(topo) in (None, master.mac())
+    v6 = connect_v6(topo)  # the client's neighbour entry for the IPv6 VIP: keepalived's NA must move it
+    assert v6 == master.mac(), v6
     load = Load(topo, tmp_path)
     time.sleep(1.0)
     event = time.time()
@@ -201,6 +203,9 @@ def failover(topo, tmp_path, pair, action, label):
     wait_for("the backup to become MASTER", lambda: backup.role() == "MASTER")
     wait_for("the client's ARP entry to move to the new master",
              lambda: client_vip_mac(topo) == backup.mac(), timeout=5)
+    wait_for("the client's neighbour entry for the IPv6 VIP to move (unsolicited NA)",
+             lambda: client_vip_mac(topo, topo_mod.VIP6) == backup.mac(), timeout=5)
+    assert connect_v6(topo) == backup.mac()
     time.sleep(1.5)
     results, held, after = load.finish()
     measured = gap(results, event)
@@ -213,6 +218,24 @@ def failover(topo, tmp_path, pair, action, label):
     assert not [r for r in failures if r[0] > event + 6.0], failures[-3:]
     assert after == held, (held, after)
     return measured
+
+
+def connect_v6(topo):
+    """One connection to the IPv6 VIP (it must succeed); the client's neighbour MAC for the VIP."""
+    out = topo_mod.run(sys.executable, "-c", "import socket,sys; s=socket.create_connection((sys.argv[1], 80), 3);"
+                       "print(s.recv(100).decode().split()[0])", topo_mod.VIP6, ns=topo.client).stdout
+    assert out.startswith("rs"), out
+    return client_vip_mac(topo, topo_mod.VIP6)
+
+
+def test_gratuitous_arp_refreshes_a_stale_entry(topo, pair):
+    """keepalived#20: a router kept a stale MAC for the VIP. The master's periodic gratuitous ARP
+    (garp_master_refresh, 2 s here) puts the right one back without any traffic."""
+    master, _ = pair
+    time.sleep(2.5)  # past the second burst after the transition (vrrp_garp_master_delay 2)
+    topo_mod.run("ip", "neigh", "replace", topo_mod.VIP, "lladdr", "02:00:00:00:de:ad", "nud", "stale", "dev", "eth0",
+                 ns=topo.client)
+    wait_for("the master's periodic gratuitous ARP", lambda: client_vip_mac(topo) == master.mac(), timeout=4)
 
 
 def test_pair_roles_status_and_equal_slot_tables(topo, pair):
