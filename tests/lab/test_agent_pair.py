@@ -23,6 +23,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import agent_topology as topo_mod
 from test_agent import LOAD, AgentProc
 
+from arpfix.agent import keepalived
+
 pytestmark = pytest.mark.lab
 REASON = topo_mod.can_run() or (None if shutil.which("keepalived") else "needs keepalived (dev.sh installs it)")
 if REASON:
@@ -74,8 +76,9 @@ class Node:
         return self
 
     def role(self):
-        state = self.agent.state() or {}
-        return state.get("pair", {}).get("role")
+        """The role keepalived last reported (its notify script's file: readable with the agent dead)."""
+        found = keepalived.role(self.dir)
+        return found[0] if found else None
 
     def status(self):
         return self.agent.status()
@@ -265,6 +268,23 @@ def test_master_link_down(topo, pair, tmp_path):
     # nopreempt: the old master comes back as BACKUP and the VIPs stay where they are
     wait_for("the old master back as BACKUP", lambda: master.role() == "BACKUP")
     assert backup.role() == "MASTER" and backup.has_vip() and not master.has_vip()
+
+
+def test_dead_agent_takes_its_node_out_of_master(topo, pair, tmp_path):
+    """keepalived alive, the agent SIGKILLed: the track script fails (no live heartbeat) and
+    keepalived leaves MASTER for FAULT; the peer takes the VIPs."""
+    failover(topo, tmp_path, pair, lambda node: os.killpg(node.agent.proc.pid, signal.SIGKILL), "master's agent SIGKILLed")
+    master, _ = pair
+    assert master.role() == "FAULT" and not master.has_vip()
+
+
+def test_broken_data_plane_takes_its_node_out_of_master(topo, pair, tmp_path):
+    """The agent's table removed under it (an operator's `nft flush ruleset`): FAULT, the peer serves."""
+    def remove_table(node):
+        topo_mod.run("nft", "delete", "table", "netdev", "arpfix_agent", ns=node.ns)
+
+    failover(topo, tmp_path, pair, remove_table, "master's table deleted")
+    assert pair[0].role() == "FAULT" and not pair[0].has_vip()
 
 
 def test_clean_stop_leaves_nothing(topo, pair, tmp_path):
