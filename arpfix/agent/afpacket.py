@@ -4,6 +4,7 @@ For kernels without nftables `fwd` (or for diagnosis). Same slot scheduling as t
 but its own hash (CRC-32 of the flow key), so flows do not keep their server across a switch of
 data plane. Flows are pinned like the nft pin sets: a flow key seen before goes to the server it
 went to (drain keeps open connections), until PIN_TIMEOUT of silence or until that server fails.
+ICMP fragmentation-needed / packet-too-big errors to a VIP go to the server of the embedded flow.
 The socket uses PACKET_VNET_HDR, so checksum-offload and GSO frames pass through
 intact (the kernel finishes them on send). The agent's own kernel would also see the frames and
 answer SYNs for the VIP with RSTs: the ruleset in afpacket mode drops the service traffic at

@@ -6,6 +6,8 @@ ruleset replaces them in one transaction), resolve the real servers' MACs, probe
 load the data plane, then check health every interval and rewrite the slot tables when health or drains
 change. SIGTERM/SIGINT: remove everything installed (table, VIP addresses, state file), exit 0.
 SIGHUP: reload the inventory and apply the difference. SIGUSR1: re-read the control file (drains).
+In a pair (arpfix.agent.keepalived) keepalived owns the VIPs: the agent claims none, writes the
+heartbeat keepalived's track script reads each round, and logs its role on SIGUSR2 (notify script).
 """
 
 from __future__ import annotations
@@ -139,7 +141,9 @@ class Agent:
         if pid and pid != os.getpid() and pid_alive(pid) and old.get("netns") == _netns_id():
             raise ArpfixError(f"an agent is already running (pid {pid}, state {self.state_file})")
         keep = {(str(v.address), wanted.interface) for v in wanted.vips}
-        for item in old.get("claims", []):
+        # In a pair the VIPs are keepalived's: an address a single agent once claimed may be
+        # keepalived's now, so it is neither adopted nor removed.
+        for item in old.get("claims", []) if not wanted.peer else ():
             stale = vip.Claim(item["address"], item["interface"], int(item["prefix"]))
             if (stale.address, stale.interface) in keep and vip.present(stale.address, stale.interface):
                 self.claims.append(stale)
@@ -216,7 +220,7 @@ class Agent:
             if inherited is not None:
                 changed = scheduler.moved(inherited, tables[v.name])
                 self.log(f"slot table of VIP {v.name}: " + ("the same as the previous agent's" if not changed
-                         else f"{changed} slots differ from the previous agent's (its servers' health changed)"))
+                         else f"{changed} slots differ from the previous agent's (health or drains differ)"))
             if before != tables[v.name]:
                 live = sorted({n for n in tables[v.name] if n})
                 self.log(f"VIP {v.name}: serving with {', '.join(live) or 'no server'}"
