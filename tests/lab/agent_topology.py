@@ -172,23 +172,32 @@ class Topology:
     def add_routed_client(self, mtu: int) -> str:
         """A client behind a router: `-router` (10.77.0.1 on the segment) forwards to `-far`
         (10.78.0.2) through a route with a smaller MTU, so the router answers the servers' full-size
-        replies with ICMP "fragmentation needed", addressed to the VIP they came from. The servers
-        and the agent route 10.78.0.0/24 via the router. Returns the far client's namespace."""
+        replies with ICMP "fragmentation needed" (ICMPv6 "packet too big" for fd78::2 behind
+        fd77::1), addressed to the VIP they came from. The servers and the agent route the far
+        networks via the router. Returns the far client's namespace."""
         router, far = f"{self.prefix}-router", f"{self.prefix}-far"
         self._host(router, "p-router", [f"{PREFIX_NET}.1"])
         self._ns(far)
         run("ip", "-n", far, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1", "netns", router)
         run("ip", "-n", far, "addr", "add", "10.78.0.2/24", "dev", "eth0")
         run("ip", "-n", router, "addr", "add", "10.78.0.1/24", "dev", "eth1")
+        run("ip", "-n", far, "addr", "add", "fd78::2/64", "dev", "eth0", "nodad")
+        run("ip", "-n", router, "addr", "add", "fd78::1/64", "dev", "eth1", "nodad")
         for ns, dev in ((far, "eth0"), (router, "eth1")):
             run("ip", "-n", ns, "link", "set", dev, "up")
         run("ip", "-n", far, "route", "add", "default", "via", "10.78.0.1")
+        run("ip", "-n", far, "-6", "route", "add", "default", "via", "fd78::1")
         run("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=router)
+        run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", ns=router)
         # Both links stay at 1500 (the client's MSS says 1460); only the route through the router
         # is narrower, as a tunnel or a WAN link in the middle of the path would be.
         run("ip", "-n", router, "route", "replace", "10.78.0.0/24", "dev", "eth1", "mtu", str(mtu))
+        # IPv6 forwarding checks the egress device's IPv6 MTU (ip6_dst_mtu_maybe_forward), not the
+        # route's: lower that one (net.ipv6.conf.eth1.mtu), the link itself stays at 1500.
+        run("sysctl", "-qw", f"net.ipv6.conf.eth1.mtu={mtu}", ns=router)
         for ns in [self.agent, *self.servers]:
             run("ip", "-n", ns, "route", "add", "10.78.0.0/24", "via", f"{PREFIX_NET}.1")
+            run("ip", "-n", ns, "-6", "route", "add", "fd78::/64", "via", "fd77::1")
         return far
 
     def switch_like_bridge(self) -> None:

@@ -29,7 +29,7 @@ vip, n, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 line = b"x" * 40000 + b"\n"
 out = []
 for _ in range(n):
-    s = socket.socket(); s.settimeout(timeout)
+    s = socket.socket(socket.AF_INET6 if ":" in vip else socket.AF_INET); s.settimeout(timeout)
     got = b""
     try:
         s.connect((vip, 80)); f = s.makefile("rwb")
@@ -59,32 +59,41 @@ def routed(tmp_path_factory):
         topo.teardown()
 
 
-def big_transfers(topo, far, n, timeout):
+def big_transfers(topo, far, n, timeout, vip=topo_mod.VIP):
     for ns in topo.servers:  # forget path MTUs learnt by an earlier run
         topo_mod.run("ip", "route", "flush", "cache", ns=ns, check=False)
-    out = topo_mod.run(sys.executable, "-c", BIG, topo_mod.VIP, str(n), str(timeout), ns=far).stdout
+        topo_mod.run("ip", "-6", "route", "flush", "cache", ns=ns, check=False)
+    out = topo_mod.run(sys.executable, "-c", BIG, vip, str(n), str(timeout), ns=far).stdout
     return json.loads(out)
 
 
 @pytest.mark.parametrize("dataplane", ["nft", "afpacket"])
 def test_large_responses_complete_behind_a_smaller_mtu(routed, tmp_path, dataplane):
     topo, far = routed
-    agent = AgentProc(topo, tmp_path, extra=("--dataplane", dataplane)).start()
+    agent = AgentProc(topo, tmp_path, extra=("--dataplane", dataplane), ipv6=True).start()
     try:
         results = big_transfers(topo, far, 6, 5.0)
         print(f"{dataplane}, with ICMP forwarding: {results}")
         assert all(not r[0].startswith("ERR") and r[1] > 40000 for r in results), results
         assert len({r[0] for r in results}) >= 2  # several servers: each got its own flows' errors
+        results6 = big_transfers(topo, far, 6, 5.0, vip=topo_mod.VIP6)
+        print(f"{dataplane}, IPv6 with packet-too-big forwarding: {results6}")
+        assert all(not r[0].startswith("ERR") and r[1] > 40000 for r in results6), results6
+        assert len({r[0] for r in results6}) >= 2
+        # At least one error per server reached (a server then knows the path MTU to the client)
+        need = [len({r[0] for r in results}), len({r[0] for r in results6})]
         end = time.time() + 3  # afpacket's counters reach the state file on the next round
-        while agent.status()["vips"][0]["icmp_forwarded"] < len(results) and time.time() < end:
+        while [v["icmp_forwarded"] for v in agent.status()["vips"]] < need and time.time() < end:
             time.sleep(0.2)
         status = agent.status()
-        assert status["vips"][0]["icmp_forwarded"] >= len(results), status["vips"][0]
+        got = [v["icmp_forwarded"] for v in status["vips"]]
+        assert got[0] >= need[0] and got[1] >= need[1], (got, need)
         assert status["vips"][0]["replies_seen"] == 0
         if dataplane == "nft":
             # The same data plane without the ICMP forwarding: the errors die in the agent's kernel
             topo_mod.run("nft", "flush", "chain", "netdev", "arpfix_agent", "icmp_0", ns=topo.agent)
-            stalled = big_transfers(topo, far, 2, 3.0)
+            topo_mod.run("nft", "flush", "chain", "netdev", "arpfix_agent", "icmp_1", ns=topo.agent)
+            stalled = big_transfers(topo, far, 2, 3.0) + big_transfers(topo, far, 2, 3.0, vip=topo_mod.VIP6)
             print(f"nft, without: {stalled}")
             assert all(r[0].startswith("ERR") for r in stalled), stalled
     finally:
