@@ -97,3 +97,12 @@ def test_notify_and_check_scripts(tmp_path):
     assert subprocess.run(["sh", str(tmp_path / "check.sh")]).returncode == 1  # no heartbeat
     (tmp_path / "ready").write_text("999999999 0 nft\n")
     assert subprocess.run(["sh", str(tmp_path / "check.sh")]).returncode == 1  # dead pid, stale
+
+
+def test_systemd_drop_in_runs_keepalived_on_the_files_of_the_default_state_dir():
+    from arpfix.agent.runner import DEFAULT_STATE_DIR
+    from arpfix.templating import data_dir
+
+    text = (data_dir("templates") / "agent" / "keepalived-arpfix.conf").read_text()
+    assert f"-f {DEFAULT_STATE_DIR}/keepalived.conf" in text and "ConditionFileNotEmpty=\n" in text
+    assert "ExecStartPre=/usr/bin/env arpfix agent keepalived -i /etc/arpfix/inventory.yaml" in text
