@@ -77,6 +77,9 @@ def test_slot_table_reaches_the_ruleset():
     assert "meta l4proto . th dport { tcp . 80, udp . 53 }" in text
     # only frames addressed to the agent: flooded unicast (a pair's backup) is not forwarded twice
     assert "ether daddr 02:00:00:00:00:02 ip daddr 10.0.0.250 meta l4proto" in text
+    # path-MTU errors: the embedded client address (source-ip affinity: alone) hashed like the flow
+    assert ("icmp code frag-needed ip hdrlength 5 @nh,224,8 0x45 @nh,320,32 0x0a0000fa jump icmp_0" in text
+            and "ether daddr set jhash @nh,352,32 mod 4093 seed" in text)
     assert "02:00:00:00:00:13" not in text and "rs3" not in text  # never forward to an unresolved MAC
     update = nft.render_update(config, {"web": assign({"rs1": 1})}, {"web": ["rs2"]})
     assert update.splitlines()[0] == "flush map netdev arpfix_agent slots_0"
