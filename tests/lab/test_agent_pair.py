@@ -216,7 +216,9 @@ def failover(topo, tmp_path, pair, action, label):
     print(f"{label}: failover gap {measured:.2f} s ({len(results)} connections, {len(failures)} failed); "
           f"client ARP now {backup.mac()} (new master)")
     assert len(results) > 50
-    assert measured < 3.0, (label, measured)  # 3 adverts + skew (about 1.1 s) + the GARP, with slack
+    # A correctness bound, not a speed target: the slowest path is the track script failing twice
+    # (1 s apart) before FAULT, or 3 adverts + skew (1.1 s); the rest is slack for a loaded CI machine.
+    assert measured < 5.0, (label, measured)
     # after the switch everything works again and the held flows are on the servers they started on
     assert not [r for r in failures if r[0] > event + 6.0], failures[-3:]
     assert after == held, (held, after)
