@@ -225,6 +225,11 @@ def _report(results: list[Any], output_format: str, table_text: Callable[[], str
         _echo(junit(results, suite))
     else:
         _echo(table_text())
+        for r in results:  # what the host's run wants a person to know (plan notes, values rollback left)
+            for note in r.extra.get("notes", []):
+                click.echo(f"{r.name}: note: {note}", err=True)
+            for left in r.extra.get("left", []):
+                click.echo(f"{r.name}: left as is: {left}", err=True)
         if verbose:
             _echo(details(results, verbose))
     if not quiet:
@@ -288,8 +293,8 @@ def plan(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: b
 def hosts_for_change(inv: Any, hosts: list[Any]) -> list[Any]:
     """Real servers, and Linux hosts behind no VIP (they may hold arpfix state the inventory no
     longer wants: a server taken out of a pool). The agent host prepares itself."""
-    agent = inv.agent.host if inv.agent else None
-    return [h for h in hosts if h.name != agent and (inv.vips_for(h.name) or h.platform == "linux")]
+    agents = inv.agent_hosts
+    return [h for h in hosts if h.name not in agents and (inv.vips_for(h.name) or h.platform == "linux")]
 
 
 def _preview_and_confirm(action: str, preview: Callable[[], list[Any]], yes: bool) -> None:
@@ -396,9 +401,9 @@ def rollback(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secret
     from arpfix.report import use_colour
 
     inv, hosts = _load(inventory_path, limit, allow_plaintext_secrets)
-    targets = [h for h in hosts if not (inv.agent and inv.agent.host == h.name)]
+    targets = [h for h in hosts if h.name not in inv.agent_hosts]
     if not targets:
-        _nothing(f"{inv.path}: no host to roll back (the only one selected is the agent host)", output_format, quiet)
+        _nothing(f"{inv.path}: no host to roll back (the selected hosts are the agent's)", output_format, quiet)
     ctx = _context(inv, trust_on_first_use, insecure, show_script)
     if not dry_run:
         preview = functools.partial(operations.rollback, dry_run=True)
@@ -409,7 +414,6 @@ def rollback(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secret
 
     def text() -> str:
         lines = [changes_table(results, use_colour(), verbose)]
-        lines += [f"{r.name}: left as is: {left}" for r in results for left in r.extra.get("left", [])]
         lines += [script_section(r, "rollback script") for r in results if r.script]
         return "\n".join(lines)
 

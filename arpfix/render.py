@@ -125,8 +125,9 @@ def audit_table(results: list[HostResult], colour: bool, verbose: int = 0) -> st
             if f.ok and not verbose:
                 continue
             mark = "ok" if f.ok else ("warning" if f.severity == "warning" else "DRIFT")
+            fix = f"; fix: {f.fix}" if f.fix and not f.ok else ""  # the fix is never cut off
             rows.append([r.name, status, f.check, short(f.expected), short(f.actual), mark,
-                         _cell(f.detail or f.source or "-", verbose)])
+                         _cell(f.detail or f.source or "-", verbose) + fix])
         if not r.error and all(f.ok for f in r.findings) and not verbose:
             rows.append([r.name, status, plural(len(r.findings), "check"), "-", "-", "ok", "-"])
     return table(rows, ["host", "status", "check", "expected", "actual", "result", "detail"],
@@ -194,7 +195,7 @@ def host_view(inv: Any, host: Any) -> dict[str, Any]:
                          "ca_bundle": w.ca_bundle, "cert_validation": w.cert_validation}
     if host.nic:
         view["nic"] = host.nic
-    if inv.agent and inv.agent.host == host.name:
+    if host.name in inv.agent_hosts:
         view["role"] = "agent"
     return view
 
@@ -296,28 +297,29 @@ def verify_junit(document: dict[str, Any]) -> str:
     """A testcase per server probe; the segment's own findings (who answers ARP for each VIP, the
     service probes) are test cases of the probing host, and a probing host that cannot be used is
     one error of that host, not a failure of every server."""
-    cases: list[tuple[str, str, str, str]] = []
+    cases: list[tuple[str, str, str, str, str]] = []
     for h in document["hosts"]:
         if h.get("error"):
-            cases.append((h["name"], "connect", "error", h["error"]))
+            cases.append((h["name"], "connect", "error", h["error"], ""))
             continue
         for p in h["probes"]:
             kind = "skipped" if p.get("skipped") else ("pass" if p["ok"] else "failure")
-            cases.append((h["name"], p["probe"], kind, p["detail"]))
+            cases.append((h["name"], p["probe"], kind, p["detail"], ""))
     segment = document["segment"]
     where = f"segment ({segment.get('probe_host', 'agent')})"
     if segment.get("error"):
-        cases.append((where, "probes", "error", segment["error"]))
+        cases.append((where, "probes", "error", segment["error"], ""))
     else:
         for vip in segment.get("vips", []):
             strangers = [r for r in segment["unknown_answers"] if r["vip"] == vip]
             if strangers:
                 owners = ", ".join(f"{r['mac']} ({r['host'] or 'unknown'})" for r in strangers)
                 hint = f"; {LB_HINT}" if any(not r["host"] for r in strangers) else ""
-                cases.append((where, f"arp {vip}", "failure", f"unexpected ARP answers for {vip}: {owners}{hint}"))
+                cases.append((where, f"arp {vip}", "failure", f"unexpected ARP answers for {vip}: {owners}{hint}",
+                              "list the load balancer's MACs under load_balancer.macs" if hint else ""))
             else:
-                cases.append((where, f"arp {vip}", "pass", ""))
+                cases.append((where, f"arp {vip}", "pass", "", ""))
     for probe in segment.get("service", []):
         cases.append((where, f"service {probe['vip']}:tcp/{probe['port']}", "pass" if probe["ok"] else "failure",
-                      probe["detail"]))
+                      probe["detail"], ""))
     return junit_suite("arpfix verify", cases)

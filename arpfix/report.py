@@ -86,34 +86,37 @@ def table(rows: list[list[Any]], headers: list[str], wrap: dict[int, int] | None
 
 
 def junit(results: list[HostResult], suite: str) -> str:
-    """The audit's JUnit: a testcase per host and check; an unreachable host is one error."""
-    cases: list[tuple[str, str, str, str]] = []
+    """The audit's JUnit: a testcase per host and check; an unreachable host is one error. A failing
+    check's fix is a `fix` property of its case (and a line of a warning's system-out)."""
+    cases: list[tuple[str, str, str, str, str]] = []
     for result in results:
         if result.status in ("error", "unreachable", "interrupted", "not started"):
-            cases.append((result.name, "connect", "error", result.error or result.status))
+            cases.append((result.name, "connect", "error", result.error or result.status, ""))
             continue
         for check in (f.to_json() for f in result.findings):
             name = str(check.get("check") or "check")
+            fix = str(check.get("fix") or "") if not check.get("ok") else ""
             if check.get("severity") == "warning":
-                cases.append((result.name, name, "out", short(check.get("detail"))))
+                text = short(check.get("detail")) + (f"\nfix: {fix}" if fix else "")
+                cases.append((result.name, name, "out", text, fix))
             elif not check.get("ok"):
                 message = check.get("detail") or f"expected {short(check.get('expected'))}, got {short(check.get('actual'))}"
-                cases.append((result.name, name, "failure", str(message)))
+                cases.append((result.name, name, "failure", str(message), fix))
             else:
-                cases.append((result.name, name, "pass", ""))
+                cases.append((result.name, name, "pass", "", ""))
     return junit_suite(suite, cases)
 
 
-def junit_suite(suite: str, cases: list[tuple[str, str, str, str]]) -> str:
-    """One testsuite from (classname, name, kind, message); kind: pass, failure, error, skipped, out."""
+def junit_suite(suite: str, cases: list[tuple[str, str, str, str, str]]) -> str:
+    """One testsuite from (classname, name, kind, message, fix); kind: pass, failure, error,
+    skipped, out (a passing case with system-out); a fix becomes the case's `fix` property."""
     lines = []
-    for classname, name, kind, message in cases:
+    for classname, name, kind, message, fix in cases:
+        body = f'<properties><property name="fix" value={quoteattr(fix)}/></properties>' if fix else ""
         if kind in ("failure", "error", "skipped"):
-            body = f"<{kind} message={quoteattr(message)}/>"
+            body += f"<{kind} message={quoteattr(message)}/>"
         elif kind == "out":
-            body = f"<system-out>{escape(message)}</system-out>"
-        else:
-            body = ""
+            body += f"<system-out>{escape(message)}</system-out>"
         lines.append(f"  <testcase classname={quoteattr(classname)} name={quoteattr(name)}>{body}</testcase>")
     counts = {kind: sum(1 for case in cases if case[2] == kind) for kind in ("failure", "error", "skipped")}
     header = (

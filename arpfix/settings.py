@@ -75,6 +75,8 @@ class Host:
     nic: str | None = None  # linux interface / windows adapter name override
     windows_profile: str = "loadbalancer.org"  # or "microsoft"
     keep_bindings: tuple[str, ...] = ()
+    arp_scope: str | None = None  # linux: "all" | "nic"; None: all, or nic where containers are detected
+    cloud: str = "auto"  # auto (detect from DMI) | none | aws | gcp | azure
     line: int = 0  # where the host is defined (for messages)
     # the local files the host's settings name: (field, path, line of the inventory that sets it)
     files: tuple[tuple[str, str, int], ...] = ()
@@ -88,8 +90,10 @@ class LoadBalancer:
 
 @dataclass(frozen=True)
 class AgentSettings:
-    host: str
+    host: str  # the agent host; in a pair, the first of `hosts`
     interface: str | None = None
+    hosts: tuple[str, ...] = ()  # a keepalived pair (`agent.hosts: [a, b]`), else just (host,)
+    vrrp_id: int = 51  # the pair's VRRP virtual_router_id (1-255), unique on the segment
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,13 @@ class Inventory:
     agent: AgentSettings | None = None
     # hosts the loader left out on purpose (an Ansible host with ansible_connection=local): (name, groups)
     skipped: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def agent_hosts(self) -> frozenset[str]:
+        """The agent host, or both nodes of a keepalived pair (none without `agent:`)."""
+        if self.agent is None:
+            return frozenset()
+        return frozenset((self.agent.host, *self.agent.hosts))
 
     def vips_for(self, host_name: str) -> tuple[Vip, ...]:
         """The VIPs this host is a real server for (its desired state)."""

@@ -367,14 +367,29 @@ class WinrmTransport:
             f'echo {payload[i:i + CHUNK_SIZE]}>>"%TEMP%\\{name}"'
             for i in range(0, len(payload), CHUNK_SIZE)
         ]
+        # The loader decodes the upload. In ConstrainedLanguage (AppLocker/WDAC) the .NET calls are
+        # refused when they run (about_Language_Modes), so there certutil decodes the file
+        # (`certutil -decode InFile OutFile`, an inbox Windows tool) and Invoke-Expression runs the
+        # script, in that same language mode: the facts script needs nothing else.
         loader = (
             "$ErrorActionPreference = 'Stop'\n"
             f"$p = Join-Path $env:TEMP '{name}'\n"
+            "$global:ArpfixExitCode = 1\n"
+            "if ($ExecutionContext.SessionState.LanguageMode -eq 'FullLanguage') {\n"
             "$b = ([IO.File]::ReadAllText($p)) -replace '\\s', ''\n"
             "Remove-Item -LiteralPath $p -Force\n"
             "$s = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($b))\n"
-            "$global:ArpfixExitCode = 1\n"
             "& ([ScriptBlock]::Create($s))\n"
+            "} else {\n"
+            "$o = $p + '.ps1'\n"
+            "& certutil.exe -f -decode $p $o | Out-Null\n"
+            "$d = $LASTEXITCODE\n"
+            "Remove-Item -LiteralPath $p -Force\n"
+            "if ($d -ne 0) { '{\"error\":\"certutil could not decode the uploaded script\"}'; exit 1 }\n"
+            "$s = Get-Content -LiteralPath $o -Raw -Encoding UTF8\n"
+            "Remove-Item -LiteralPath $o -Force\n"
+            "Invoke-Expression $s\n"
+            "}\n"
             "exit $global:ArpfixExitCode\n"
         )
         commands.append(POWERSHELL + encode_command(loader))

@@ -298,3 +298,15 @@ def test_audit_junit_counts_an_interrupted_host_as_an_error_not_as_nothing():
                                  HostResult("rs2", "linux", "not started", error="interrupted before it started")],
                                 "arpfix audit"))
     assert (suite.get("tests"), suite.get("errors")) == ("2", "2")
+
+
+def test_a_findings_fix_is_shown_whole_in_the_table_and_a_junit_property(tmp_path):
+    from arpfix.model import Finding, HostResult
+    from arpfix.report import junit
+
+    fix = "set arp_scope: nic for this host (container networking)"
+    findings = [{"check": "arp sysctls", "ok": False, "expected": 1, "actual": 0, "detail": LONG, "fix": fix}]
+    result = run(tmp_path, {"audit": {"*": {"status": "drift", "findings": findings}}}, "audit", "--limit", "rs1")
+    assert f"(-v: all); fix: {fix}" in result.stdout
+    suite = ET.fromstring(junit([HostResult("rs1", "linux", "drift", findings=[Finding(**findings[0])])], "audit"))
+    assert suite.find("testcase/properties/property").get("value") == fix
