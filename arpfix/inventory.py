@@ -574,22 +574,31 @@ def _named_files(located: Located, layers: list[tuple[Path, dict[str, Any]]], pl
 
 def check_files(inventory: Inventory, hosts: list[Host]) -> None:
     """`inventory check`: every key file, CA bundle and client certificate the selected hosts name
-    can be read here; InventoryError (exit 2) with file:line otherwise, before anything connects."""
-    problems: dict[tuple[int, str, str], InventoryProblem] = {}
+    can be read here; InventoryError (exit 2) with file:line otherwise, before anything connects.
+    One line per file, at the first place that names it, with the hosts that use it."""
+    found: dict[str, tuple[int, str, str, list[str]]] = {}  # path -> (line, field, problem, hosts)
     for host in hosts:
         for field, path, line in host.files:
+            if path in found:
+                found[path][3].append(host.name)
+                continue
             full = os.path.expanduser(path)
             if not os.path.exists(full):
-                message = f"{path}: no such file"
+                message = "no such file"
             elif os.path.isdir(full) and not field.endswith("ca_bundle"):  # a CA directory is fine (requests)
-                message = f"{path}: is a directory, not a file"
+                message = "is a directory, not a file"
             elif not os.access(full, os.R_OK):
-                message = f"{path}: not readable by this user"
+                message = "not readable by this user"
             else:
-                continue
-            problems.setdefault((line, field, path), InventoryProblem(line, field, f"{message} (host {host.name})"))
+                message = ""
+            found[path] = (line, field, message, [host.name])
+    problems = []
+    for path, (line, field, message, users) in found.items():
+        if message:
+            who = ", ".join(users[:3]) + (f" and {len(users) - 3} more" if len(users) > 3 else "")
+            problems.append(InventoryProblem(line, field, f"{path}: {message} ({'host' if len(users) == 1 else 'hosts'} {who})"))
     if problems:
-        raise InventoryError(inventory.path, list(problems.values()))
+        raise InventoryError(inventory.path, problems)
 
 
 def _is_ip(text: str) -> bool:

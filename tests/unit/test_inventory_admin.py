@@ -131,7 +131,7 @@ def test_inventory_check_reports_a_missing_key_file_with_file_and_line(tmp_path)
     assert result.returncode == Exit.USAGE
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        f"arpfix: error: {path}:7: groups.web.vars.ssh.key_file: /nonexistent/deploy_key: no such file (host rs1)",
+        f"arpfix: error: {path}:7: groups.web.vars.ssh.key_file: /nonexistent/deploy_key: no such file (hosts rs1, rs2)",
         f"arpfix: error: {path}:11: hosts.win1.winrm.ca_bundle: {tmp_path}/ca.pem: no such file (host win1)",
     ]
     (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
