@@ -11,10 +11,6 @@ from click.testing import CliRunner
 
 from arpfix.cli import cli
 
-# arpfix/agent/ is being rewritten on another branch; these are its options without help text at
-# the time of writing (the test passes once they have it: xfail is not strict).
-AGENT_KNOWN_MISSING = {"agent run --dataplane", "agent run --rise", "agent run --fall", "agent status --format"}
-
 
 def walk(command: click.Command, path: tuple[str, ...] = ()) -> list[tuple[str, click.Command]]:
     found = [(" ".join(path), command)]
@@ -37,10 +33,7 @@ def test_the_walk_reaches_every_group():
     assert {"agent run", "agent status", "lab up", "lab demo", "probe dr", "inventory check", "verify"} <= paths
 
 
-@pytest.mark.parametrize("name,option", [
-    pytest.param(name, option, marks=pytest.mark.xfail(reason="arpfix/agent/ is owned by the agent helper"))
-    if name in AGENT_KNOWN_MISSING else (name, option) for name, option in OPTIONS
-], ids=[name for name, _ in OPTIONS])
+@pytest.mark.parametrize("name,option", OPTIONS, ids=[name for name, _ in OPTIONS])
 def test_every_option_has_help_text(name, option):
     assert option.help and option.help.strip(), f"`arpfix {name}` has no help text"
 
@@ -53,8 +46,6 @@ def test_a_group_listing_never_cuts_a_sentence_in_half(path, group):
     result = CliRunner().invoke(cli, [*path.split(), "--help"], terminal_width=100)
     assert result.exit_code == 0, result.output
     listing = result.output.split("Commands:", 1)[1]
-    if "..." in listing and path == "agent":
-        pytest.xfail("arpfix/agent/ is owned by the agent helper")
     assert "..." not in listing, listing
 
 
@@ -80,7 +71,6 @@ def test_probe_arp_documents_only_exit_codes_it_gives(monkeypatch):
     assert documented == given == {"0", "1", "2"}, (documented, given)
 
 
-@pytest.mark.xfail(reason="arpfix/agent/cli.py is owned by the agent helper: its -i has no envvar yet")
 def test_agent_run_honours_arpfix_inventory_like_every_other_command():
     run = cli.get_command(click.Context(cli), "agent").get_command(click.Context(cli), "run")
     inventory = next(p for p in run.params if "--inventory" in getattr(p, "opts", ()))
