@@ -67,6 +67,30 @@ _CLIXML_HEADER = "#< CLIXML"
 _XML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
 
+def full_script(script: str) -> str:
+    """The text PowerShell runs for `script`: the prelude, the script, the exit-code postlude."""
+    return PRELUDE + script + POSTLUDE
+
+
+def loader(read: str) -> str:
+    """A small PowerShell script that runs a long script's base64 (UTF-8) text: `read` sets $b to it.
+
+    One loader for every way the text arrives: chunks in %TEMP% (cmd.exe command lines are limited)
+    or standard input (the Ansible collection, as Ansible's own bootstrap_wrapper.ps1 reads its
+    payload from $input)."""
+    return (
+        "$ErrorActionPreference = 'Stop'\n"
+        f"{read}"
+        "$s = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($b))\n"
+        "$global:ArpfixExitCode = 1\n"
+        "& ([ScriptBlock]::Create($s))\n"
+        "exit $global:ArpfixExitCode\n"
+    )
+
+
+STDIN_READ = "$b = ($input | Out-String) -replace '\\s', ''\n"
+
+
 def encode_command(script: str) -> str:
     """PowerShell's -EncodedCommand form: base64 of the UTF-16LE script."""
     return base64.b64encode(script.encode("utf-16-le")).decode("ascii")
@@ -357,7 +381,7 @@ class WinrmTransport:
 
     def commands_for(self, script: str) -> list[str]:
         """The cmd.exe command lines that run `script` (one, or chunk uploads + a loader)."""
-        full = PRELUDE + script + POSTLUDE
+        full = full_script(script)
         encoded = encode_command(full)
         if len(POWERSHELL) + len(encoded) <= COMMAND_LINE_LIMIT:
             return [POWERSHELL + encoded]
@@ -367,17 +391,10 @@ class WinrmTransport:
             f'echo {payload[i:i + CHUNK_SIZE]}>>"%TEMP%\\{name}"'
             for i in range(0, len(payload), CHUNK_SIZE)
         ]
-        loader = (
-            "$ErrorActionPreference = 'Stop'\n"
-            f"$p = Join-Path $env:TEMP '{name}'\n"
-            "$b = ([IO.File]::ReadAllText($p)) -replace '\\s', ''\n"
-            "Remove-Item -LiteralPath $p -Force\n"
-            "$s = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($b))\n"
-            "$global:ArpfixExitCode = 1\n"
-            "& ([ScriptBlock]::Create($s))\n"
-            "exit $global:ArpfixExitCode\n"
-        )
-        commands.append(POWERSHELL + encode_command(loader))
+        read = (f"$p = Join-Path $env:TEMP '{name}'\n"
+                "$b = ([IO.File]::ReadAllText($p)) -replace '\\s', ''\n"
+                "Remove-Item -LiteralPath $p -Force\n")
+        commands.append(POWERSHELL + encode_command(loader(read)))
         return commands
 
     def run_raw(self, script: str, *, timeout: float | None = None) -> tuple[str, str, int]:
@@ -418,19 +435,7 @@ class WinrmTransport:
     def run_script(self, script: str, *, timeout: float | None = None) -> dict[str, Any]:
         """Run the script and return its JSON document (see Transport.run_script)."""
         stdout, stderr_raw, code = self.run_raw(script, timeout=timeout)
-        stderr, error_records = clean_clixml(stderr_raw)
-        if error_records:
-            # the first line of an error record is its message; the rest is CategoryInfo etc.
-            stderr = error_records[0]
-            if code == 0:
-                # a PowerShell error record is a failure even when the process exited 0
-                raise TransportError(
-                    redact(f"{self.host.name}: remote script reported an error: {stderr}")
-                )
-        try:
-            return parse_json_output(self.host.name, stdout, stderr, code)
-        except TransportError as exc:
-            raise TransportError(redact(str(exc))) from None
+        return parse_output(self.host.name, stdout, stderr_raw, code)
 
     def close(self) -> None:
         if self._protocol is not None:
@@ -439,6 +444,21 @@ class WinrmTransport:
             except Exception:  # noqa: BLE001, S110
                 pass
             self._protocol = None
+
+
+def parse_output(host_name: str, stdout: str, stderr_raw: str, code: int) -> dict[str, Any]:
+    """A PowerShell script's output as its JSON document, or one TransportError line (redacted)."""
+    stderr, error_records = clean_clixml(stderr_raw)
+    if error_records:
+        # the first line of an error record is its message; the rest is CategoryInfo etc.
+        stderr = error_records[0]
+        if code == 0:
+            # a PowerShell error record is a failure even when the process exited 0
+            raise TransportError(redact(f"{host_name}: remote script reported an error: {stderr}"))
+    try:
+        return parse_json_output(host_name, stdout, stderr, code)
+    except TransportError as exc:
+        raise TransportError(redact(str(exc))) from None
 
 
 def _back_off(asked: float, backoff: float, deadline: float) -> float:
