@@ -18,5 +18,6 @@ class ActionModule(ArpfixAction):
         out = self.outcome(result, changed=False, fail=bool(drift) and args["fail_on_drift"],
                            msg="drift: " + "; ".join(f"{f.check}: expected {f.expected}, actual {f.actual}" for f in drift)
                            if drift else f"compliant ({len(result.findings)} checks)")
+        del out["arpfix"]  # the findings below are its content
         out.update(compliant=not drift, findings=[f.to_json() for f in result.findings], drift=[f.check for f in drift])
         return out

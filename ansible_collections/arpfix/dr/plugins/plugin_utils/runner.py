@@ -140,7 +140,8 @@ def load_target(action: ActionBase, args: dict[str, Any], task_vars: dict[str, A
         return inventory, inventory.hosts[name]
     if not args.get("vips"):
         raise UsageError("give `vips` (the VIPs this host serves) or `inventory` (an arpfix inventory file)")
-    address = args.get("address") or task_vars.get("ansible_host") or name
+    # as arpfix reads an Ansible inventory: arpfix_address where ansible_host is a name
+    address = args.get("address") or task_vars.get("arpfix_address") or task_vars.get("ansible_host") or name
     try:
         address = str(ipaddress.ip_address(address))
     except ValueError:
@@ -196,7 +197,8 @@ class ArpfixAction(ActionBase):
             result.update(self.perform(host, ctx, args, task_vars or {}))
         except ArpfixError as exc:
             result.update(failed=True, msg=" ".join(str(exc).split("\n")))
-        if any(t.unreachable for t in transports):
+        if any(t.unreachable for t in transports):  # as Ansible reports a host it cannot reach
+            result.pop("failed", None)
             result["unreachable"] = True
         return result
 
