@@ -73,9 +73,12 @@ def linux_inventory(lab: Any, hosts: list[str], **overrides: Any) -> dict[str, A
     return {"hosts": {h: {"ansible_host": lab.host(h)["address"]} for h in hosts}, "vars": group_vars}
 
 
-def write_inventory(path: Path, vip: str, children: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump({"all": {"vars": {"sharescan_vip": vip},
-                                            "children": {"sharescan": {"children": children}}}}))
+def write_inventory(path: Path, vip: str, children: dict[str, Any], probes: dict[str, Any] | None = None) -> Path:
+    groups: dict[str, Any] = {"sharescan": {"children": children}}
+    if probes:
+        groups["probes"] = probes
+    path.write_text(yaml.safe_dump({"all": {"vars": {"sharescan_vip": vip, "sharescan_probe_host": "agent"},
+                                            "children": groups}}))
     return path
 
 
@@ -110,7 +113,7 @@ def test_check_mode_in_a_mixed_play_plans_both_platforms_and_changes_nothing(lab
         assert {h: snapshot(lab, h) for h in ("rs1", "rs2")} == before, "check mode changed a server"
         # two tasks (prepare in check mode, audit), each only the facts script: nothing applied
         assert len(server.scripts) == 2 and server.scripts[0] == server.scripts[1]
-        assert any("Send" == a for a in server.actions), "the long script went on stdin"
+        assert any(a == "Send" for a in server.actions), "the long script went on stdin"
 
         # the CLI, against the same WS-Man server, sends the same script
         cli = {"hosts": {"ss01": {"platform": "windows", "address": "192.0.2.11", "connect": "127.0.0.1",
@@ -129,11 +132,12 @@ def test_check_mode_in_a_mixed_play_plans_both_platforms_and_changes_nothing(lab
 
 def test_prepare_limit_forks_second_run_cli_audit_and_rollback(lab, collections, tmp_path):
     """apply --limit rs1 touches only rs1; apply with forks does the rest; a second run changes
-    nothing; the CLI's audit (same journal) is compliant; rollback through the collection leaves
-    the servers as they were."""
+    nothing; the CLI's audit (same journal) is compliant; verify from the agent passes; rollback
+    through the collection leaves the servers as they were."""
     hosts = ["rs1", "rs2"]
     before = {h: snapshot(lab, h) for h in hosts}
-    inventory = write_inventory(tmp_path / "hosts.yml", lab.status["vip"], {"linux": linux_inventory(lab, hosts)})
+    inventory = write_inventory(tmp_path / "hosts.yml", lab.status["vip"], {"linux": linux_inventory(lab, hosts)},
+                                probes=linux_inventory(lab, ["agent"]))
 
     done, recap = playbook(collections, inventory, "--limit", "rs1")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -150,6 +154,24 @@ def test_prepare_limit_forks_second_run_cli_audit_and_rollback(lab, collections,
     code, document = arpfix_json(cli, "audit")
     assert code == Exit.OK, document
     assert {h["status"] for h in hosts_of(document).values()} == {"compliant"}
+
+    # verify: facts over each server's connection, probes from the agent (delegate_to); the lab
+    # serves 80 and 443, and the playbook's profile has 8080 too: verify finds it closed ...
+    done, recap = playbook(collections, inventory, "--tags", "verify")
+    assert done.returncode != 0 and "rs1: RST from" in done.stdout and ":8080: nothing listens on the VIP" in done.stdout
+    # ... and passes once something listens there
+    listeners = [subprocess.Popen([*lab.exec_argv(h), "python3", "-m", "http.server", "8080"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for h in hosts]
+    try:
+        for h in hosts:
+            lab.exec(h, ["sh", "-c", "for i in $(seq 50); do ss -ltn | grep -q ':8080 ' && exit 0; sleep 0.1; done; exit 1"])
+        done, recap = playbook(collections, inventory, "--tags", "verify", "-v")
+    finally:
+        for listener in listeners:
+            listener.terminate()
+            listener.wait(timeout=10)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert '"msg": "2 servers verified"' in done.stdout and "ok: [rs1 -> agent" in done.stdout
 
     done, recap = playbook(collections, inventory, "--tags", "rollback")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -1,4 +1,4 @@
-"""arpfix.dr.verify: arpfix verify, run on the probing (agent) host, usually with delegate_to.
+"""arpfix.dr.verify: arpfix verify, run on the probing (agent) host with delegate_to and run_once.
 
 The probes run over the task's connection (the delegated host, on the servers' segment). Each
 server's state is the document arpfix.dr.facts read from it earlier in the play (hostvars), so
@@ -9,23 +9,50 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from ansible_collections.arpfix.dr.plugins.plugin_utils.runner import ArpfixAction, RecordedTransport
+from ansible_collections.arpfix.dr.plugins.plugin_utils.runner import (
+    ArpfixAction,
+    RecordedTransport,
+    host_entry,
+    inline_inventory,
+    inventory_file,
+)
 
 
 class ActionModule(ArpfixAction):
-    extra_spec = {"servers": {"type": "list", "elements": "str"}, "end_to_end": {"type": "bool", "default": False}}
+    extra_spec = {"servers": {"type": "list", "elements": "str"}, "load_balancer": {"type": "dict"},
+                  "end_to_end": {"type": "bool", "default": False}}
+
+    def target(self, args: dict[str, Any], task_vars: dict[str, Any]) -> tuple[Any, Any]:
+        from arpfix.errors import UsageError
+
+        hostvars = task_vars.get("hostvars", {})
+        probe = self._task.delegate_to
+        if args.get("inventory"):
+            inventory = inventory_file(self, args)
+            if inventory.agent is None:
+                raise UsageError(f"{inventory.path}: verify needs `agent: {{host: ...}}`, a Linux host on the servers' segment")
+            if probe != inventory.agent.host:
+                raise UsageError(f"verify probes from {inventory.agent.host}, the inventory's agent host: "
+                                 f"add `delegate_to: {inventory.agent.host}`")
+            return inventory, inventory.hosts[inventory.agent.host]
+        if not probe:
+            raise UsageError("verify probes from a host on the servers' segment: add `delegate_to: <that host>`")
+        servers = args.get("servers") or [n for n in task_vars.get("ansible_play_hosts_all", []) if n != probe]
+        hosts = {name: host_entry(name, hostvars.get(name, {}), {**args, "address": None, "platform": None},
+                                  hostvars.get(name, {}).get("ansible_connection") in ("winrm", "psrp"))
+                 for name in servers}
+        hosts[probe] = host_entry(probe, hostvars.get(probe, {}), {"platform": "linux"}, False)
+        extra: dict[str, Any] = {"agent": {"host": probe}}
+        if args.get("load_balancer"):
+            extra["load_balancer"] = args["load_balancer"]
+        inventory = inline_inventory(hosts, servers, args, **extra)
+        return inventory, inventory.hosts[probe]
 
     def perform(self, host: Any, ctx: Any, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
         from arpfix.errors import UsageError
         from arpfix.verify import verify
 
         inventory = ctx.inventory
-        if inventory.agent is None or not args.get("inventory"):
-            raise UsageError("verify needs `inventory`: an arpfix inventory file with `agent: {host: ...}`")
-        agent = inventory.hosts[inventory.agent.host]
-        runs_on = self._task.delegate_to or task_vars.get("inventory_hostname")
-        if runs_on != agent.name:
-            raise UsageError(f"verify probes from {agent.name}, the inventory's agent host: add `delegate_to: {agent.name}`")
         names = args.get("servers") or [n for n in inventory.real_servers if n in task_vars.get("ansible_play_hosts_all", [])]
         hostvars = task_vars.get("hostvars", {})
         documents = {}
@@ -47,7 +74,7 @@ class ActionModule(ArpfixAction):
         document = verify(inventory, servers, replace(ctx, transport_factory=transport), forks=1, progress=False,
                           end_to_end=args["end_to_end"])
         failing = [h for h in document["hosts"] if h.get("status") != "verified"]
-        out: dict[str, Any] = {"changed": False, "verify": document, "probe_host": agent.name}
+        out: dict[str, Any] = {"changed": False, "verify": document, "probe_host": host.name}
         if failing or document["segment"].get("error"):
             out["failed"] = True
             out["msg"] = "; ".join(

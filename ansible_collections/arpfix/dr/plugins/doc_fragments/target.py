@@ -33,7 +33,9 @@ options:
     type: str
     choices: [linux, windows]
   address:
-    description: The host's own address (its RIP). Default is the host's C(arpfix_address), else C(ansible_host) when that is an IP address.
+    description:
+      - The host's own address (its RIP).
+      - Default is the host's C(arpfix_address), else C(ansible_host) when that is an IP address.
     type: str
   method:
     description: "Linux: how the VIP is held: C(loopback) (default), C(host-scope), C(dummy) or C(redirect)."

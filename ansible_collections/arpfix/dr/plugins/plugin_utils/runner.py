@@ -123,39 +123,56 @@ def is_windows_connection(action: ActionBase) -> bool:
     return getattr(shell, "SHELL_FAMILY", "") == "powershell"
 
 
+def inventory_file(action: ActionBase, args: dict[str, Any]) -> Inventory:
+    """The arpfix inventory file `inventory` names (relative: to the playbook's folder)."""
+    inline = [key for key in ("vips", "profiles", "platform", "address", *INLINE_HOST_KEYS) if args.get(key) is not None]
+    if inline:
+        raise UsageError(f"give either inventory or {', '.join(inline)}, not both")
+    path = args["inventory"]
+    if not os.path.isabs(path):
+        path = os.path.join(action._loader.get_basedir(), path)
+    return load_inventory(path)
+
+
+def host_entry(name: str, host_vars: dict[str, Any], args: dict[str, Any], windows: bool) -> dict[str, Any]:
+    """An arpfix inventory host for an Ansible host: its address as arpfix reads an Ansible
+    inventory (arpfix_address where ansible_host is a name), the rest from the task's arguments."""
+    address = args.get("address") or host_vars.get("arpfix_address") or host_vars.get("ansible_host") or name
+    try:
+        address = str(ipaddress.ip_address(address))
+    except ValueError:
+        raise UsageError(f"{name}: address: give the server's own IP address ({address!r} is not one; "
+                         "set arpfix_address)") from None
+    body: dict[str, Any] = {"platform": args.get("platform") or ("windows" if windows else "linux"), "address": address}
+    body.update({key: args[key] for key in INLINE_HOST_KEYS if args.get(key) is not None})
+    return body
+
+
+def inline_inventory(hosts: dict[str, dict[str, Any]], servers: list[str], args: dict[str, Any],
+                     **extra: Any) -> Inventory:
+    """The inventory the task's arguments describe (`servers` are the VIPs' real servers),
+    validated by arpfix's own validator."""
+    if not args.get("vips"):
+        raise UsageError("give `vips` (the VIPs the servers serve) or `inventory` (an arpfix inventory file)")
+    vips = []
+    for vip in args["vips"]:
+        if "real_servers" in vip:
+            raise UsageError("vips: real_servers is not a task argument (the play's hosts are the real servers)")
+        vips.append({**vip, "real_servers": servers})
+    document = {"hosts": hosts, "vips": vips, "profiles": args.get("profiles") or {}, **extra}
+    return validate(Located(document, {}, "task arguments"))
+
+
 def load_target(action: ActionBase, args: dict[str, Any], task_vars: dict[str, Any]) -> tuple[Inventory, Host]:
     """The arpfix inventory and the task's host in it: from `inventory` (a file) or from the task's
     own arguments, validated by arpfix's inventory validator either way."""
     name = args.get("host") or task_vars.get("inventory_hostname")
     if args.get("inventory"):
-        inline = [key for key in ("vips", "profiles", "platform", "address", *INLINE_HOST_KEYS) if args.get(key) is not None]
-        if inline:
-            raise UsageError(f"give either inventory or {', '.join(inline)}, not both")
-        path = args["inventory"]
-        if not os.path.isabs(path):
-            path = os.path.join(action._loader.get_basedir(), path)
-        inventory = load_inventory(path)
+        inventory = inventory_file(action, args)
         if name not in inventory.hosts:
-            raise UsageError(f"host {name!r} is not in {path} (set `host:` to its name there)")
+            raise UsageError(f"host {name!r} is not in {inventory.path} (set `host:` to its name there)")
         return inventory, inventory.hosts[name]
-    if not args.get("vips"):
-        raise UsageError("give `vips` (the VIPs this host serves) or `inventory` (an arpfix inventory file)")
-    # as arpfix reads an Ansible inventory: arpfix_address where ansible_host is a name
-    address = args.get("address") or task_vars.get("arpfix_address") or task_vars.get("ansible_host") or name
-    try:
-        address = str(ipaddress.ip_address(address))
-    except ValueError:
-        raise UsageError(f"address: give the server's own IP address ({address!r} is not one)") from None
-    platform = args.get("platform") or ("windows" if is_windows_connection(action) else "linux")
-    host_body: dict[str, Any] = {"platform": platform, "address": address}
-    host_body.update({key: args[key] for key in INLINE_HOST_KEYS if args.get(key) is not None})
-    vips = []
-    for vip in args["vips"]:
-        if "real_servers" in vip:
-            raise UsageError("vips: real_servers is not a task argument (the task's host is the real server)")
-        vips.append({**vip, "real_servers": [name]})
-    document = {"hosts": {name: host_body}, "vips": vips, "profiles": args.get("profiles") or {}}
-    inventory = validate(Located(document, {}, "task arguments"))
+    inventory = inline_inventory({name: host_entry(name, task_vars, args, is_windows_connection(action))}, [name], args)
     return inventory, inventory.hosts[name]
 
 
@@ -192,7 +209,7 @@ class ArpfixAction(ActionBase):
             return transports[-1]
 
         try:
-            inventory, host = load_target(self, args, task_vars or {})
+            inventory, host = self.target(args, task_vars or {})
             ctx = RunContext(inventory, TransportOptions(), transport_factory=factory)
             result.update(self.perform(host, ctx, args, task_vars or {}))
         except ArpfixError as exc:
@@ -201,6 +218,10 @@ class ArpfixAction(ActionBase):
             result.pop("failed", None)
             result["unreachable"] = True
         return result
+
+    def target(self, args: dict[str, Any], task_vars: dict[str, Any]) -> tuple[Inventory, Host]:
+        """The inventory and the host this task works on."""
+        return load_target(self, args, task_vars)
 
     def perform(self, host: Host, ctx: RunContext, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
