@@ -154,3 +154,8 @@ def test_every_module_documents_itself_for_ansible_doc(tmp_path):
     for name, doc in docs.items():
         assert "vips" in doc["doc"]["options"] and doc["examples"].strip(), name
     assert docs["arpfix.dr.audit"]["doc"]["options"]["fail_on_drift"]["default"] is True
+
+
+def test_the_docs_show_the_playbook_the_tests_run():
+    playbook = (ROOT / "ansible_collections" / "arpfix" / "dr" / "playbooks" / "sharescan.yml").read_text()
+    assert f"```yaml\n{playbook}```" in (ROOT / "docs" / "ansible.md").read_text()
