@@ -226,3 +226,45 @@ def test_become_with_sudo_for_a_non_root_user_and_the_cli_rolls_back(lab, collec
     finally:
         lab.exec("rs3", ["sh", "-c", "rm -f /etc/sudoers.d/deploy; userdel deploy"], check=False)
         lab.exec("rs3", ["umount", "/".join(lab.state_dir.split("/")[:3])], check=False)
+
+
+def test_windows_apply_over_winrm_sends_the_scripts_the_cli_sends(collections, tmp_path):
+    """An apply through Ansible's winrm connection sends, byte for byte, the facts and apply
+    scripts `arpfix apply` sends."""
+    case = json.loads((ROOT / "tests" / "unit" / "windows_cases" / "compliant.json").read_text())
+    fresh = json.loads(WINDOWS_CASE.read_text())["raw"]
+    seen: list[str] = []
+
+    def handler(script: str) -> tuple[str, str, int]:
+        # the first script of a run is the facts script; what follows it is the apply script,
+        # answered with the state the apply leaves (the compliant case's facts)
+        first = not seen or script == seen[0]
+        seen.append(script)
+        return json.dumps(fresh if first else case["raw"]) + "\r\n", "", 0
+
+    server = WsmanServer(handler, auth="basic", users={"arpfix": WINRM_PASSWORD}).start()
+    vip = case["vips"][0]
+    vips = [{"name": vip["name"], "address": vip["address"], "services": [{"protocol": p, "port": n} for p, n in vip["services"]]}]
+    try:
+        (tmp_path / "play.yml").write_text(yaml.safe_dump([{"hosts": "ss01", "gather_facts": False, "tasks": [
+            {"arpfix.dr.prepare": {"vips": vips}}]}]))
+        (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {"ss01": {
+            "ansible_host": "127.0.0.1", "ansible_port": server.port, "arpfix_address": case["host"]["address"],
+            "ansible_connection": "winrm", "ansible_winrm_scheme": "http", "ansible_winrm_transport": "basic",
+            "ansible_user": "arpfix", "ansible_password": WINRM_PASSWORD}}}}))
+        done = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")],
+                              capture_output=True, text=True, timeout=120, env=_env(tmp_path, collections))
+        assert done.returncode == 0 and "changed: [ss01]" in done.stdout, done.stdout + done.stderr
+        through_ansible = list(server.scripts)
+        assert len(through_ansible) == 2 and through_ansible[0] != through_ansible[1]
+
+        cli = {"hosts": {"ss01": {"platform": "windows", "address": case["host"]["address"], "connect": "127.0.0.1",
+                                  "winrm": {"scheme": "http", "port": server.port, "auth": "basic", "user": "arpfix",
+                                            "password": {"env": "ARPFIX_TEST_WINRM"}}}},
+               "vips": [{**vips[0], "real_servers": ["ss01"]}]}
+        (tmp_path / "cli.yml").write_text(yaml.safe_dump(cli))
+        result = arpfix(str(tmp_path / "cli.yml"), "apply", "--yes", "--insecure", env={"ARPFIX_TEST_WINRM": WINRM_PASSWORD})
+        assert result.returncode == Exit.OK, result.stdout + result.stderr
+        assert server.scripts[2:] == through_ansible
+    finally:
+        server.stop()
