@@ -5,9 +5,10 @@ run later on the probing host, audits each server from it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from ansible_collections.arpfix.dr.plugins.plugin_utils.runner import ArpfixAction
+from ansible_collections.arpfix.dr.plugins.plugin_utils.runner import ArpfixAction, RecordingTransport
 
 
 class ActionModule(ArpfixAction):
@@ -16,21 +17,7 @@ class ActionModule(ArpfixAction):
 
         documents: list[dict[str, Any]] = []
         factory = ctx.transport_factory
-
-        class Recording:
-            def __init__(self, transport: Any) -> None:
-                self.transport = transport
-
-            def run_script(self, script: str, *, timeout: float | None = None) -> dict[str, Any]:
-                documents.append(self.transport.run_script(script, timeout=timeout))
-                return documents[-1]
-
-            def close(self) -> None:
-                self.transport.close()
-
-        from dataclasses import replace
-
-        result = operations.facts(host, replace(ctx, transport_factory=lambda h: Recording(factory(h))))
+        result = operations.facts(host, replace(ctx, transport_factory=lambda h: RecordingTransport(factory(h), documents)))
         out = self.outcome(result, changed=False, fail=result.failed)
         out["ansible_facts"] = {"arpfix": result.facts, "arpfix_document": documents[0]}
         return out

@@ -15,6 +15,11 @@ options:
     description: The servers to verify. Default is every real server of the inventory in the play.
     type: list
     elements: str
+  load_balancer:
+    description:
+      - The load balancer whose MACs may answer ARP for the VIPs, as in an arpfix inventory
+        (C(name), C(macs)). With O(inventory), the file's C(load_balancer) is used.
+    type: dict
   end_to_end:
     description: Also open TCP connections to each VIP service from the agent host.
     type: bool

@@ -99,6 +99,22 @@ class AnsibleTransport:
         """Nothing to close: the connection is Ansible's, reused by the next task."""
 
 
+class RecordingTransport:
+    """A transport that keeps every document the scripts returned (arpfix.dr.facts keeps the facts
+    script's for arpfix.dr.verify)."""
+
+    def __init__(self, transport: Any, documents: list[dict[str, Any]]) -> None:
+        self.transport = transport
+        self.documents = documents
+
+    def run_script(self, script: str, *, timeout: float | None = None) -> dict[str, Any]:
+        self.documents.append(self.transport.run_script(script, timeout=timeout))
+        return self.documents[-1]
+
+    def close(self) -> None:
+        self.transport.close()
+
+
 class RecordedTransport:
     """A transport that answers the facts script with a document read earlier (arpfix.dr.facts)."""
 
