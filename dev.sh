@@ -7,8 +7,7 @@ cd "$(dirname "$0")"
 action=${1:-test}; shift || true
 APT_PACKAGES=(openssh-server openssh-client iproute2 nftables arping tcpdump iputils-ping procps util-linux
               psmisc socat iperf3 python3-venv python3-pip sudo
-              mono-mcs)  # mono-mcs: compiles the Windows Add-Type C# as C# 5 in a unit test;
-              # sudo: Ansible's become for a non-root login (tests/lab/test_ansible_collection.py)
+              mono-mcs)  # mono-mcs: compiles the Windows Add-Type C# as C# 5 in a unit test
 need=()
 for package in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || need+=("$package")

@@ -75,6 +75,8 @@ HOST_KEYS = {
     "arpfix_nic": "nic",
     "arpfix_windows_profile": "windows_profile",
     "arpfix_keep_bindings": "keep_bindings",
+    "arpfix_arp_scope": "arp_scope",
+    "arpfix_cloud": "cloud",
 }
 # arpfix top-level sections, normally set in group `all`
 TOP_KEYS = {

@@ -298,6 +298,9 @@ def plan(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: b
     else:
         _echo(_changes_table(results, use_colour()))
         for r in results:
+            for note in r.extra.get("notes", []):
+                click.echo(f"{r.name}: note: {note}", err=True)
+        for r in results:
             if r.script:
                 _echo(f"\n# ---- script for {r.name} ({r.platform}) ----\n{r.script}")
     _finish(results, {"pending": Exit.PENDING, "blocked": Exit.PENDING})
@@ -383,8 +386,9 @@ def audit(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: 
                 if f.ok and not verbose:
                     continue
                 mark = "ok" if f.ok else ("warning" if f.severity == "warning" else "DRIFT")
+                detail = (f.detail or f.source) + (f"; fix: {f.fix}" if f.fix and not f.ok else "")
                 rows.append([r.name, _status_cell(r, colour), f.check, short(f.expected), short(f.actual),
-                             mark, f.detail or f.source])
+                             mark, detail])
             if not r.error and all(f.ok for f in r.findings) and not verbose:
                 rows.append([r.name, _status_cell(r, colour), f"{len(r.findings)} checks", "", "", "ok", ""])
         _echo(table(rows, ["host", "status", "check", "expected", "actual", "result", "detail"]))

@@ -49,13 +49,15 @@ BINDING = re.compile(r"\Ams_[a-z0-9_]{1,32}\Z")
 CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 TOP_KEYS = ("defaults", "groups", "hosts", "vips", "load_balancer", "agent", "profiles")
-VAR_KEYS = ("platform", "ssh", "winrm", "method", "nic", "windows_profile", "keep_bindings")
+VAR_KEYS = ("platform", "ssh", "winrm", "method", "nic", "windows_profile", "keep_bindings", "arp_scope", "cloud")
 HOST_KEYS = VAR_KEYS + ("address", "connect", "groups")
 GROUP_KEYS = ("hosts", "children", "vars")
 VIP_KEYS = ("name", "address", "services", "profile", "real_servers", "affinity")
 SERVICE_KEYS = ("protocol", "port", "real_port")
 PLATFORMS = ("linux", "windows")
 METHODS = ("loopback", "host-scope", "dummy", "redirect")
+ARP_SCOPES = ("all", "nic")  # unset: all, or nic where container networking is detected
+CLOUDS = ("auto", "none", "aws", "gcp", "azure")  # auto: detected from the host's DMI data
 WINDOWS_PROFILES = ("loadbalancer.org", "microsoft")
 WINRM_AUTH = ("ntlm", "kerberos", "credssp", "certificate", "basic")
 AFFINITIES = ("none", "source-ip")
@@ -282,6 +284,11 @@ class _Validator:
             method = self.choice(raw["method"], path + ("method",), METHODS)
             if method:
                 checked["method"] = method
+        for key, choices in (("arp_scope", ARP_SCOPES), ("cloud", CLOUDS)):
+            if key in raw:
+                value = self.choice(raw[key], path + (key,), choices)
+                if value:
+                    checked[key] = value
         if "windows_profile" in raw:
             profile = self.choice(raw["windows_profile"], path + ("windows_profile",), WINDOWS_PROFILES)
             if profile:
@@ -519,6 +526,8 @@ def validate(
             nic=nic,
             windows_profile=resolved.get("windows_profile", "loadbalancer.org"),
             keep_bindings=resolved.get("keep_bindings", ()),
+            arp_scope=resolved.get("arp_scope"),
+            cloud=resolved.get("cloud", "auto"),
             line=located.line_of(path),
         )
         if platform == "windows" and resolved.get("method", "loopback") != "loopback":

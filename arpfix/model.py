@@ -48,6 +48,7 @@ class Finding:
     detail: str = ""
     source: str = ""
     severity: Literal["error", "warning"] = "error"
+    fix: str = ""  # one line: what the administrator can do about it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +59,7 @@ class Finding:
             "detail": self.detail,
             "source": self.source,
             "severity": self.severity,
+            "fix": self.fix,
         }
 
 

@@ -111,6 +111,13 @@ def _cut(host: Host, ctx: RunContext, platform: Any, exc: TransportError, journa
     return HostResult(host.name, host.platform, status, changes=changes, error=message, extra={"applied": done})
 
 
+def _notes(platform: Any, host_facts: dict[str, Any], host: Host, ctx: RunContext) -> dict[str, Any]:
+    """{"notes": [...]}: why the plan looks as it does (container networking, a cloud), where the platform says."""
+    notes = getattr(platform, "notes", None)
+    found = notes(host_facts, host, ctx.inventory) if notes else []
+    return {"notes": found} if found else {}
+
+
 def plan_status(changes: list[Any]) -> str:
     """ok (nothing to do), pending (apply would make the changes) or blocked (apply cannot)."""
     if any(c.action == "blocked" for c in changes):
@@ -122,7 +129,8 @@ def plan(host: Host, ctx: RunContext) -> HostResult:
     platform, transport, host_facts = gather(host, ctx)
     transport.close()
     changes = platform.plan(host_facts, host, ctx.inventory)
-    result = HostResult(host.name, host.platform, plan_status(changes), changes=changes)
+    result = HostResult(host.name, host.platform, plan_status(changes), changes=changes,
+                        extra=_notes(platform, host_facts, host, ctx))
     if ctx.show_script and changes and result.status != "blocked":
         result.script = platform.apply_script(host_facts, host, ctx.inventory, changes)
     return result

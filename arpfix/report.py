@@ -79,12 +79,16 @@ def junit(results: list[HostResult], suite: str) -> str:
             continue
         for check in checks:
             name = check.get("check") or check.get("probe") or "check"
+            fix = check.get("fix") or ""
+            fix_property = (f"<properties><property name=\"fix\" value={quoteattr(str(fix))}/></properties>"
+                            if fix and not check.get("ok") else "")
             if check.get("severity") == "warning":
-                body = f"<system-out>{escape(short(check.get('detail')))}</system-out>"
+                text = short(check.get("detail")) + (f"\nfix: {fix}" if fix and not check.get("ok") else "")
+                body = f"{fix_property}<system-out>{escape(text)}</system-out>"
             elif not check.get("ok"):
                 failures += 1
                 message = check.get("detail") or f"expected {short(check.get('expected'))}, got {short(check.get('actual'))}"
-                body = f"<failure message={quoteattr(str(message))}/>"
+                body = f"{fix_property}<failure message={quoteattr(str(message))}/>"
             else:
                 body = ""
             cases.append(f"  <testcase classname={quoteattr(result.name)} name={quoteattr(str(name))}>{body}</testcase>")

@@ -74,6 +74,8 @@ class Host:
     nic: str | None = None  # linux interface / windows adapter name override
     windows_profile: str = "loadbalancer.org"  # or "microsoft"
     keep_bindings: tuple[str, ...] = ()
+    arp_scope: str | None = None  # linux: "all" | "nic"; None: all, or nic where containers are detected
+    cloud: str = "auto"  # auto (detect from DMI) | none | aws | gcp | azure
     line: int = 0  # where the host is defined (for messages)
 
 

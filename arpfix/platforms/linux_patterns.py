@@ -13,3 +13,5 @@ SYSCTL_FILE_LINE = ("[ \t]*-?net[./]ipv[46][./]conf[./][^=]*[./]"
 # files that load REDIRECT rules at boot: constant globs, expanded by the remote shell
 REDIRECT_BOOT_FILES = ("/etc/nftables.conf", "/etc/nftables.d/*.nft", "/etc/sysconfig/nftables.conf",
                        "/etc/iptables/rules.v4", "/etc/iptables/rules.v6")
+# a systemd-networkd .network file's lines that decide which links it manages and what it keeps
+NETWORKD_LINE = "[ \t]*(Name|KeepConfiguration|Unmanaged)[ \t]*="

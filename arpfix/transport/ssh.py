@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 import select
 import sys
@@ -42,16 +43,19 @@ READY_BOOTSTRAP = "printf 'ARPFIX-SHELL-READY\\n'; exec sh -s"
 def sudo_failure(stderr: str, user: str) -> str | None:
     """One line for what `sudo -n` said when it refused, or None when it was not sudo's refusal.
 
-    The texts are sudo's own (sudo 1.9, C locale): a password is needed, the user is not in
-    sudoers, sudoers allows the user only other commands, or sudo is not installed."""
+    The texts are sudo's own (sudo 1.9, C locale), from `sudo -n` and, after "a password is required",
+    `sudo -n -l`: the user is not in sudoers, sudoers allows the user only other commands ("User X may
+    run the following commands" without NOPASSWD: ALL), a password is needed, or sudo is not installed."""
+    if "not in the sudoers file" in stderr or "may not run sudo" in stderr:
+        return f"{user} may not use sudo on this host (not in sudoers); add {user} to sudoers or log in as root"
+    if "is not allowed to execute" in stderr or "not allowed to run" in stderr or (
+            "may run the following commands" in stderr and not re.search(r"\bNOPASSWD: ALL\b", stderr)
+            and not re.search(r"\)\s+ALL\s*$", stderr, re.MULTILINE)):  # "(root) ALL": all, with a password
+        return (f"sudo allows {user} only some commands, and not `sh` as root, which arpfix needs to run its scripts: "
+                f"allow `{user} ALL=(root) NOPASSWD: /bin/sh` or log in as root")
     if "password is required" in stderr:
         return (f"sudo needs a password for {user}: arpfix runs `sudo -n` (no prompt); allow NOPASSWD for {user} "
                 "in sudoers, or log in as root")
-    if "not in the sudoers file" in stderr or "may not run sudo" in stderr:
-        return f"{user} may not use sudo on this host (not in sudoers); add {user} to sudoers or log in as root"
-    if "is not allowed to execute" in stderr or "not allowed to run" in stderr:
-        return (f"sudo allows {user} only some commands, and not `sh` as root, which arpfix needs to run its scripts: "
-                f"allow `{user} ALL=(root) NOPASSWD: /bin/sh` or log in as root")
     if "sudo: not found" in stderr or "sudo: command not found" in stderr:
         return "sudo is not installed on this host; install it or log in as root (set ssh sudo: false)"
     return None
@@ -236,6 +240,10 @@ class SshTransport:
                     err = stderr.decode("utf-8", "replace")
                     channel.close()
                     reason = sudo_failure(err, self.settings.user) if self.settings.sudo else None
+                    if reason and "password is required" in err:
+                        # `sudo -n` asks for the password before it says what is allowed: sudo -l tells
+                        # (without a password where any sudoers entry of the user is NOPASSWD)
+                        reason = sudo_failure(err + "\n" + self._sudo_list(transport), self.settings.user) or reason
                     if reason:
                         raise TransportError(f"{self.host.name}: {reason}")
                     tail = (err.strip().splitlines() or ["no output"])[-1]
@@ -245,6 +253,23 @@ class SshTransport:
                     raise TransportError(f"{self.host.name}: the remote shell did not start within {limit:g}s")
                 select.select([channel], [], [], 0.05)
         return channel
+
+    def _sudo_list(self, transport: paramiko.Transport) -> str:
+        """What `sudo -n -l` says for the login user (output and errors), or "" when it cannot run."""
+        try:
+            channel = transport.open_session(timeout=self.settings.connect_timeout)
+            channel.settimeout(self.settings.connect_timeout)
+            channel.exec_command("LC_ALL=C sudo -n -l 2>&1")
+            out = bytearray()
+            while True:
+                chunk = channel.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+            channel.close()
+            return out.decode("utf-8", "replace")
+        except (paramiko.SSHException, OSError, EOFError):
+            return ""
 
     @staticmethod
     def _receive(channel: paramiko.Channel, stdout: bytearray, stderr: bytearray) -> bool:

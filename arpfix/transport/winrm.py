@@ -72,23 +72,44 @@ def full_script(script: str) -> str:
     return PRELUDE + script + POSTLUDE
 
 
-def loader(read: str) -> str:
-    """A small PowerShell script that runs a long script's base64 (UTF-8) text: `read` sets $b to it.
+def loader(name: str, fill: str = "") -> str:
+    """A small PowerShell script that runs a long script from its base64 (UTF-8) text in
+    %TEMP%\\`name`, put there by chunked `echo` uploads (cmd.exe lines are limited) or by `fill`.
 
-    One loader for every way the text arrives: chunks in %TEMP% (cmd.exe command lines are limited)
-    or standard input (the Ansible collection, as Ansible's own bootstrap_wrapper.ps1 reads its
-    payload from $input)."""
+    In ConstrainedLanguage (AppLocker/WDAC) the .NET calls are refused when they run
+    (about_Language_Modes), so there certutil decodes the file (`certutil -decode InFile OutFile`, an
+    inbox Windows tool) and Invoke-Expression runs the script, in that same language mode: the facts
+    script needs nothing else."""
     return (
         "$ErrorActionPreference = 'Stop'\n"
-        f"{read}"
-        "$s = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($b))\n"
+        f"$p = Join-Path $env:TEMP '{name}'\n"
+        f"{fill}"
         "$global:ArpfixExitCode = 1\n"
+        "if ($ExecutionContext.SessionState.LanguageMode -eq 'FullLanguage') {\n"
+        "$b = ([IO.File]::ReadAllText($p)) -replace '\\s', ''\n"
+        "Remove-Item -LiteralPath $p -Force\n"
+        "$s = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($b))\n"
         "& ([ScriptBlock]::Create($s))\n"
+        "} else {\n"
+        "$o = $p + '.ps1'\n"
+        "& certutil.exe -f -decode $p $o | Out-Null\n"
+        "$d = $LASTEXITCODE\n"
+        "Remove-Item -LiteralPath $p -Force\n"
+        "if ($d -ne 0) { '{\"error\":\"certutil could not decode the uploaded script\"}'; exit 1 }\n"
+        "$s = Get-Content -LiteralPath $o -Raw -Encoding UTF8\n"
+        "Remove-Item -LiteralPath $o -Force\n"
+        "Invoke-Expression $s\n"
+        "}\n"
         "exit $global:ArpfixExitCode\n"
     )
 
 
-STDIN_READ = "$b = ($input | Out-String) -replace '\\s', ''\n"
+def stdin_loader() -> str:
+    """The loader for base64 text that arrives on standard input (the Ansible collection over
+    Ansible's winrm connection): `$input` is the piped input of an -EncodedCommand script, as
+    Ansible's own bootstrap_wrapper.ps1 (ansible/executor/powershell/) reads its payload."""
+    return loader(f"arpfix-{_random.token_hex(8)}.b64",
+                  "$input | Out-String | Set-Content -LiteralPath $p -Encoding Ascii -NoNewline\n")
 
 
 def encode_command(script: str) -> str:
@@ -391,10 +412,7 @@ class WinrmTransport:
             f'echo {payload[i:i + CHUNK_SIZE]}>>"%TEMP%\\{name}"'
             for i in range(0, len(payload), CHUNK_SIZE)
         ]
-        read = (f"$p = Join-Path $env:TEMP '{name}'\n"
-                "$b = ([IO.File]::ReadAllText($p)) -replace '\\s', ''\n"
-                "Remove-Item -LiteralPath $p -Force\n")
-        commands.append(POWERSHELL + encode_command(loader(read)))
+        commands.append(POWERSHELL + encode_command(loader(name)))
         return commands
 
     def run_raw(self, script: str, *, timeout: float | None = None) -> tuple[str, str, int]:

@@ -23,7 +23,8 @@ import yaml
 # Written out here, not imported: the test must not take its list from the code it tests.
 FILE_PATHS = ("/etc/sysctl.d/90-arpfix.conf", "/etc/systemd/system/arpfix-vip.service",
               "/etc/systemd/system/multi-user.target.wants/arpfix-vip.service", "/usr/local/lib/arpfix/arpfix-vip-up",
-              "/etc/systemd/network/10-arpfix-lo.network", "/etc/network/interfaces.d/arpfix",
+              "/etc/systemd/network/10-arpfix-lo.network", "/etc/systemd/network/00-00-arpfix-dummy.network",
+              "/etc/network/interfaces.d/arpfix",
               "/etc/NetworkManager/system-connections/arpfix-lo.nmconnection", "/etc/sysconfig/network-scripts/ifcfg-lo")
 FILE_DIRS = ("/etc/NetworkManager", "/etc/NetworkManager/system-connections", "/etc/network", "/etc/network/interfaces.d",
              "/etc/sysconfig", "/etc/sysconfig/network-scripts", "/etc/sysctl.d", "/etc/systemd", "/etc/systemd/network",

@@ -10,6 +10,7 @@ import base64
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,7 +89,7 @@ def test_a_long_windows_script_goes_on_stdin_to_arpfix_loader(connection):
     action = FakeAction(connection, "powershell")
     AnsibleTransport(action, host("windows")).run_script(script)
     [(command, stdin, _)] = action.calls
-    assert len(command) <= COMMAND_LINE_LIMIT and "($input | Out-String)" in decoded(command)
+    assert len(command) <= COMMAND_LINE_LIMIT and "$input | Out-String | Set-Content" in decoded(command)
     assert base64.b64decode(stdin).decode("utf-8") == full_script(script)
 
 
@@ -159,3 +160,16 @@ def test_every_module_documents_itself_for_ansible_doc(tmp_path):
 def test_the_docs_show_the_playbook_the_tests_run():
     playbook = (ROOT / "ansible_collections" / "arpfix" / "dr" / "playbooks" / "sharescan.yml").read_text()
     assert f"```yaml\n{playbook}```" in (ROOT / "docs" / "ansible.md").read_text()
+
+
+def test_the_stdin_loader_is_the_cli_loader_fed_from_stdin():
+    """Same decoding, the same ConstrainedLanguage branch (tests/unit/test_winrm_loader.py checks
+    it for the CLI's); only how the base64 reaches %TEMP% differs, and it parses as PowerShell."""
+    from arpfix.transport.winrm import loader, stdin_loader
+    from tests.unit.test_windows_script_syntax import grammar_errors
+
+    text = stdin_loader()
+    name = re.search(r"'(arpfix-[0-9a-f]{16}\.b64)'", text).group(1)
+    fill = "$input | Out-String | Set-Content -LiteralPath $p -Encoding Ascii -NoNewline\n"
+    assert text == loader(name, fill) and stdin_loader() != text  # a fresh name each time
+    assert not grammar_errors(text)

@@ -16,7 +16,7 @@ Faults a test can inject (attributes, changeable at any time):
 - wrong passwords are answered 401 (Basic and NTLM).
 Standard input: a Command sent with WINRS_CONSOLEMODE_STDIN FALSE (pywinrm's, and so Ansible's winrm
 connection's, way of saying stdin follows) runs when its first Receive arrives, after the Sends; a
-script that reads base64 from `$input` (arpfix's loader) is recorded as that decoded text.
+loader that fills its file from `$input` is recorded as the decoded text it was sent.
 receive_times records when each Receive arrived (time.monotonic()), to measure the poll rate.
 
 PlainWebServer is an ordinary web server (no authentication, a page for every POST): what a client
@@ -137,13 +137,13 @@ class WsmanServer:
         if script is None:
             return _Command([b""], b"'unknown' is not recognized as a command\r\n", 1)
         loader = re.search(r"Join-Path \$env:TEMP '(arpfix-[0-9a-f]+\.b64)'", script)
-        if loader:
+        if loader and "$input | Out-String" in script:  # the loader fills its file from stdin
+            script = base64.b64decode(b"".join(stdin.split())).decode("utf-8")
+        elif loader:
             chunks = shell.files.pop(loader.group(1), None)
             if chunks is None:
                 return _Command([b""], b"Cannot find path\r\n", 1)
             script = base64.b64decode("".join(chunks)).decode("utf-8")
-        elif "($input | Out-String)" in script:
-            script = base64.b64decode(b"".join(stdin.split())).decode("utf-8")
         self.scripts.append(script)
         stdout, stderr, code = self.handler(script)
         data = stdout.encode("utf-8")

@@ -17,6 +17,7 @@ from arpfix.platforms.linux.audit import audit
 from arpfix.platforms.linux.common import BLOCK_BEGIN, Step
 from arpfix.platforms.linux.desired import desired_state, ifcfg_lo_with_vips, nm_keyfile
 from arpfix.platforms.linux.facts import nic_for, parse_facts, parse_sysctl_files, persisted_sysctls
+from arpfix.platforms.linux.harm import arp_scope, detect_cloud
 from arpfix.platforms.linux.plan import plan_steps
 from arpfix.platforms.linux.rollback import rollback_steps
 from arpfix.settings import Host, Inventory
@@ -47,6 +48,19 @@ class LinuxPlatform:
         """Facts as `arpfix facts` shows them: the primary NIC found by address, as plan finds it."""
         nic = nic_for(facts, host)
         return {**facts, "primary_nic": {"name": nic, "from": "inventory nic" if host.nic else "address"} if nic else {}}
+
+    def notes(self, facts: dict[str, Any], host: Host, inventory: Inventory) -> list[str]:
+        """Why the plan looks the way it does, where that is not obvious (shown beside plan and apply)."""
+        if not inventory.vips_for(host.name):
+            return []
+        out = []
+        scope, why = arp_scope(facts, host)
+        if why and scope == "nic":
+            out.append(why)
+        cloud, evidence = detect_cloud(facts, host)
+        if cloud in ("gcp", "azure"):
+            out.append(f"{'Google Cloud' if cloud == 'gcp' else 'Azure'} detected ({evidence}): see the audit's cloud warning")
+        return out
 
     def plan(self, facts: dict[str, Any], host: Host, inventory: Inventory) -> list[Change]:
         return [change for change, _ in plan_steps(facts, host, inventory)]

@@ -12,6 +12,14 @@ from arpfix.model import Finding
 from arpfix.platforms.linux.common import DUMMY_NAME, NM_FILE, SAFE_ARP_IGNORE, sysctl_name, where_is
 from arpfix.platforms.linux.desired import Desired, desired_state, nm_profile_problem, redirect_present, redirect_rules
 from arpfix.platforms.linux.facts import persisted_sysctls
+from arpfix.platforms.linux.harm import (
+    arp_scope,
+    cloud_findings,
+    container_interfaces,
+    networkd_findings,
+    source_findings,
+    udp_wildcard_findings,
+)
 from arpfix.platforms.linux.ownership import give_back
 from arpfix.platforms.linux.plan import stale_records
 from arpfix.settings import Host, Inventory
@@ -49,6 +57,11 @@ def audit(facts: dict[str, Any], host: Host, inventory: Inventory) -> list[Findi
     findings = stale_findings(facts, want) + run_findings(facts)
     if not want.vips:
         return findings
+    findings += cloud_findings(facts, host)
+    scope, why = arp_scope(facts, host)
+    if why and scope == "nic" and want.method != "redirect":
+        findings.append(Finding("arp scope", False, "all", "nic", why, source="interfaces", severity="warning",
+                                fix="set arp_scope: all for this host to protect every interface"))
     if want.nic is None:
         findings.append(Finding("primary NIC", False, str(host.address), None,
                                 f"no interface holds {host.address}"))
@@ -80,14 +93,18 @@ def audit(facts: dict[str, Any], host: Host, inventory: Inventory) -> list[Findi
     # every other interface must not answer ARP for the VIP either (effective covers it)
     if want.method != "redirect" and any(v.family == 4 for v in want.vips):
         safe = SAFE_ARP_IGNORE[want.method]
+        containers = set(container_interfaces(facts)) if scope == "nic" else set()
         for dev, values in effective.items():
-            if dev in ("lo", want.nic, DUMMY_NAME):
+            if dev in ("lo", want.nic, DUMMY_NAME) or dev in containers:
                 continue
             ok = values.get("arp_ignore") in safe and values.get("arp_announce") == 2
             findings.append(Finding(
                 f"arp effective on {dev}", ok, {"arp_ignore": " or ".join(map(str, safe)), "arp_announce": 2},
                 {"arp_ignore": values.get("arp_ignore"), "arp_announce": values.get("arp_announce")},
-                "" if ok else "another interface on this host could answer ARP for the VIP", source="runtime"))
+                "" if ok else ("another interface on this host could answer ARP for the VIP" if scope == "all"
+                               else "arp_scope nic: this interface is not protected; it could answer ARP for the VIP"),
+                source="runtime", severity="error" if scope == "all" else "warning",
+                fix="" if ok else f"set net.ipv4.conf.{dev}.arp_ignore to 1 (or arp_scope: all)"))
     for dev, cidr, _label, scope in want.addresses:
         address, prefix = cidr.split("/")
         places = where_is(facts, address)
@@ -146,7 +163,8 @@ def audit(facts: dict[str, Any], host: Host, inventory: Inventory) -> list[Findi
     strict = [dev for dev, values in effective.items() if values.get("rp_filter") == 1 and dev != "lo"]
     if multi_homed and strict:
         findings.append(Finding("rp_filter", False, "0 or 2 (loose)", {d: 1 for d in strict},
-                                "strict rp_filter on a multi-homed host can drop DR traffic", severity="warning"))
+                                "strict rp_filter on a multi-homed host can drop DR traffic", severity="warning",
+                                fix="set net.ipv4.conf.all.rp_filter = 2 (loose) in a sysctl file"))
     listening = facts.get("listening", [])
     for vip in want.vips:
         wildcard = "0.0.0.0" if vip.family == 4 else "::"
@@ -157,11 +175,14 @@ def audit(facts: dict[str, Any], host: Host, inventory: Inventory) -> list[Findi
                 f"{service} listening on {vip.address}", ok, f"{vip.address} or {wildcard}",
                 [s["address"] for s in bound] or None,
                 "" if ok else "the service does not listen on the VIP: DR traffic will be refused",
-                source="ss -ltnu", severity="warning"))
+                source="ss -ltnu", severity="warning",
+                fix="" if ok else f"bind the service to {vip.address} or to {wildcard}"))
     for rule in facts.get("firewall", []):
         findings.append(Finding("firewall", False, "no ct invalid drop", rule,
                                 "stateful firewalls dropping invalid packets can break DR replies",
-                                severity="warning"))
+                                severity="warning", fix="accept the VIP's service ports before the `ct state invalid drop` rule"))
+    findings += udp_wildcard_findings(facts, want.vips) + source_findings(facts, want.vips)
+    findings += networkd_findings(facts, want.method)
     if any(entry.get("op") == "corrupt" for entry in facts.get("journal", [])):
         findings.append(Finding("journal", False, "valid", "corrupt lines",
                                 "the arpfix journal has unreadable lines", severity="warning"))

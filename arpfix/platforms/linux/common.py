@@ -14,11 +14,13 @@ VIP_UP_SCRIPT = f"{VIP_UP_DIR}/arpfix-vip-up"
 VIP_UNIT = "/etc/systemd/system/arpfix-vip.service"
 VIP_UNIT_LINK = "/etc/systemd/system/multi-user.target.wants/arpfix-vip.service"
 NETWORKD_FILE = "/etc/systemd/network/10-arpfix-lo.network"
+NETWORKD_DUMMY_FILE = "/etc/systemd/network/00-00-arpfix-dummy.network"  # sorts before a site's catch-all
 IFUPDOWN_FILE = "/etc/network/interfaces.d/arpfix"
 NM_FILE = "/etc/NetworkManager/system-connections/arpfix-lo.nmconnection"
 IFCFG_LO = "/etc/sysconfig/network-scripts/ifcfg-lo"
 # Every file arpfix may write (the facts script reads exactly these; its list must stay the same).
-FILE_PATHS = (SYSCTL_DROPIN, VIP_UNIT, VIP_UNIT_LINK, VIP_UP_SCRIPT, NETWORKD_FILE, IFUPDOWN_FILE, NM_FILE, IFCFG_LO)
+FILE_PATHS = (SYSCTL_DROPIN, VIP_UNIT, VIP_UNIT_LINK, VIP_UP_SCRIPT, NETWORKD_FILE, NETWORKD_DUMMY_FILE, IFUPDOWN_FILE,
+              NM_FILE, IFCFG_LO)
 # The folders those files live in, and their parents up to a folder every system has: arpfix
 # creates a missing one (journaled) and removes it again when it is empty and no longer needed.
 ROOT_DIRS = ("/etc", "/usr/local/lib", "/usr/local")

@@ -16,6 +16,7 @@ from arpfix.platforms.linux.common import (
     DUMMY_NAME,
     IFCFG_LO,
     IFUPDOWN_FILE,
+    NETWORKD_DUMMY_FILE,
     NETWORKD_FILE,
     NM_FILE,
     NM_LOOPBACK_SINCE,
@@ -28,6 +29,7 @@ from arpfix.platforms.linux.common import (
     sysctl_path,
 )
 from arpfix.platforms.linux.facts import nic_for
+from arpfix.platforms.linux.harm import arp_scope
 from arpfix.settings import Host, Inventory, Vip
 from arpfix.templating import render, render_cached
 
@@ -60,7 +62,9 @@ def desired_state(facts: dict[str, Any], host: Host, inventory: Inventory) -> De
     sysctls: list[tuple[str, str, str, int]] = []
     if method != "redirect" and any(v.family == 4 for v in vips):  # redirect: the VIP is never on the host
         ignore = 3 if method == "host-scope" else 1
-        for dev in ("all", nic) if nic else ("all",):
+        scope, _ = arp_scope(facts, host)
+        devices = ("all", nic) if scope == "all" else (nic,)
+        for dev in (d for d in devices if d):
             sysctls.append(("ipv4", dev, "arp_ignore", ignore))
             sysctls.append(("ipv4", dev, "arp_announce", 2))
     if method != "redirect" and any(v.family == 6 for v in vips):
@@ -79,6 +83,10 @@ def desired_state(facts: dict[str, Any], host: Host, inventory: Inventory) -> De
         files.append((VIP_UNIT, render_cached("linux/arpfix-vip.service.j2"), "644"))
         link = (VIP_UNIT_LINK, VIP_UNIT)
         stack = facts.get("stack", {})
+        if stack.get("networkd_running") and method == "dummy":
+            # networkd leaves arpfix's dummy interface alone, also beside a site's catch-all .network
+            files.append((NETWORKD_DUMMY_FILE, f"# Written by arpfix: systemd-networkd must not manage {DUMMY_NAME}.\n"
+                          f"[Match]\nName={DUMMY_NAME}\n\n[Link]\nUnmanaged=yes\n", "644"))
         if stack.get("networkd_running") and method != "dummy":
             body = "# Written by arpfix: VIPs on lo for Direct Routing.\n[Match]\nName=lo\n\n"
             for _dev, cidr, label, scope in addresses:

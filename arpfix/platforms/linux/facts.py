@@ -93,18 +93,20 @@ def split_combined(raw: dict[str, Any]) -> dict[str, Any]:
         raw["routes4"] = batch[1] if len(batch) > 1 and isinstance(batch[1], list) else []
     text = raw.pop("grep_lines", None)
     if isinstance(text, str):
-        values, files, redirects = [], [], []
+        values, files, redirects, networkd = [], [], [], []
         for line in text.splitlines():
             path = line.partition(":")[0]
             if path.startswith("/proc/sys/"):
                 values.append(line)
+            elif path.endswith(".network"):
+                networkd.append(line)
             elif path.startswith(REDIRECT_FILE_PREFIXES):
                 if REDIRECT_RULE.search(line):
                     redirects.append(line)
             elif SYSCTL_FILE_LINE.match(line.partition(":")[2]):
                 files.append(line)
-        raw["sysctl_values"], raw["sysctl_files"], raw["redirect_files"] = (
-            "\n".join(values), "\n".join(files), "\n".join(redirects))
+        raw["sysctl_values"], raw["sysctl_files"], raw["redirect_files"], raw["networkd_lines"] = (
+            "\n".join(values), "\n".join(files), "\n".join(redirects), "\n".join(networkd))
     return raw
 
 
@@ -185,6 +187,10 @@ def parse_facts(raw: dict[str, Any]) -> dict[str, Any]:
         "redirect_files": [line.strip() for line in (raw.get("redirect_files") or "").splitlines() if line.strip()],
         "journal": journal,
         "last_run": last_run(journal),
+        "dmi": {k: str(v).strip() for k, v in (raw.get("dmi") or {}).items()} if isinstance(raw.get("dmi"), dict) else {},
+        "src_routes": [line.strip() for line in str(raw.get("src_routes") or "").splitlines() if line.strip()],
+        "gateway_route": str(raw.get("gateway_route") or ""),
+        "networkd": parse_networkd_lines(str(raw.get("networkd_lines") or "")),
         "dirs": {path: names for path, names in (raw.get("dirs") or {}).items()
                  if path in FILE_DIRS and isinstance(names, list)},
         "leftovers": [path for path in str(raw.get("leftovers") or "").splitlines()
@@ -193,6 +199,28 @@ def parse_facts(raw: dict[str, Any]) -> dict[str, Any]:
         "vips_present": vips_present,
         "applied": raw.get("applied", []),
     }
+
+
+def parse_networkd_lines(text: str) -> dict[str, dict[str, Any]]:
+    """`FILE:Name=...` lines of .network files -> {file: {"names": [...], "keep": str, "unmanaged": str}}.
+
+    A file in /etc hides one of the same name in /run and /usr/lib (systemd.network(5))."""
+    out: dict[str, dict[str, Any]] = {}
+    for line in text.splitlines():
+        path, _, assignment = line.partition(":")
+        key, _, value = assignment.partition("=")
+        entry = out.setdefault(path, {"names": [], "keep": "", "unmanaged": ""})
+        key = key.strip()
+        if key == "Name":
+            entry["names"] += value.split()
+        elif key == "KeepConfiguration":
+            entry["keep"] = value.strip()
+        elif key == "Unmanaged":
+            entry["unmanaged"] = value.strip()
+    by_name: dict[str, str] = {}
+    for path in sorted(out, key=lambda p: ("/etc/" not in p, "/run/" not in p)):
+        by_name.setdefault(path.rsplit("/", 1)[-1], path)
+    return {path: out[path] for path in by_name.values()}
 
 
 def last_run(journal: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from arpfix.platforms.linux.common import (
 )
 from arpfix.platforms.linux.desired import Desired, desired_state, redirect_present, redirect_rules
 from arpfix.platforms.linux.facts import persisted_sysctls
+from arpfix.platforms.linux.harm import detect_cloud
 from arpfix.platforms.linux.ownership import Owned, give_back, owned, unwanted
 from arpfix.settings import Host, Inventory
 
@@ -60,7 +61,8 @@ def boot_overrides(facts: dict[str, Any], want: Desired) -> list[tuple[str, int,
 def unsafe_interfaces(facts: dict[str, Any], want: Desired) -> list[tuple[str, int]]:
     """Other interfaces whose own arp_ignore still lets them answer ARP for a VIP once `all` is set:
     the kernel uses the larger value, and 3-7 answer for global addresses on lo."""
-    if want.method == "redirect" or not any(v.family == 4 for v in want.vips):
+    if want.method == "redirect" or not any(v.family == 4 for v in want.vips) or \
+            not any(d == "all" for _, d, _, _ in want.sysctls):  # arp_scope nic: other interfaces are not arpfix's
         return []
     safe = SAFE_ARP_IGNORE[want.method]
     wanted_all = next((v for f, d, k, v in want.sysctls if d == "all" and k == "arp_ignore"), 0)
@@ -113,6 +115,11 @@ def plan_steps(facts: dict[str, Any], host: Host, inventory: Inventory) -> Plann
     if want.nic is None:
         return [(Change("primary NIC", "blocked", None, str(host.address),
                         f"no interface holds {host.address}; set `nic` in the inventory"), None)]
+    cloud, evidence = detect_cloud(facts, host)
+    if cloud == "aws":
+        return [(Change("cloud", "blocked", f"AWS ({evidence})", "a Layer 2 segment",
+                        "Layer 2 DR does not work in an AWS VPC (no ARP for secondary addresses, source/destination "
+                        "check); set `cloud: none` for this host if it is not in a VPC"), None)]
     for name, value, stored, source in boot_overrides(facts, want):
         out.append((Change(f"sysctl {name} at boot", "blocked", stored, value,
                            f"{source} sets {name} = {stored} after arpfix's {SYSCTL_DROPIN}; change or remove it there "

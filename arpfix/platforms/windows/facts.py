@@ -120,6 +120,11 @@ def parse_facts(raw: dict[str, Any]) -> dict[str, Any]:
         },
         "powershell": str(raw.get("powershell") or ""),
         "language_mode": _language_mode(raw.get("language_mode")),
+        # which cloud (arpfix.platforms.cloud): Win32_ComputerSystem and Win32_SystemEnclosure under the
+        # names of the Linux DMI files they correspond to
+        "dmi": {key: str(value).strip() for key, value in (raw.get("dmi") or {}).items()
+                if key in ("sys_vendor", "product_name", "chassis_asset_tag") and value is not None}
+               if isinstance(raw.get("dmi"), dict) else {},
         "adapters": [],
         "devices": [],
         "addresses": [],

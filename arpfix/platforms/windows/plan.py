@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from arpfix.model import Change, Finding
+from arpfix.platforms.cloud import cloud_findings
 from arpfix.platforms.windows.facts import (
     FIREWALL_GROUP,
     LOOPBACK_METRIC,
@@ -134,9 +135,10 @@ class _Item:
     step: str = ""
 
 
-def _blocking(facts: dict[str, Any]) -> list[_Item]:
-    """What stops any change on this host: PowerShell language mode, a run still going."""
-    items = []
+def _blocking(facts: dict[str, Any], host: Host) -> list[_Item]:
+    """What stops any change on this host: PowerShell language mode, a run still going, AWS."""
+    items = [_Item(f, Change("cloud", "blocked", f.actual, f.expected, f"{f.detail}; {f.fix}") if f.severity == "error"
+                   else None, "block" if f.severity == "error" else "") for f in cloud_findings(facts, host)]
     mode = facts.get("language_mode") or ""
     if mode and mode != "FullLanguage":
         detail = LANGUAGE_BLOCK.format(mode=mode)
@@ -432,7 +434,7 @@ def _evaluate(facts: dict[str, Any], host: Host, inventory: Inventory) -> list[_
     if not want.vips:
         return []
     lo, how = find_loopback(facts, want)
-    return (_blocking(facts) + _adapter_items(facts, lo, how) +
+    return (_blocking(facts, host) + _adapter_items(facts, lo, how) +
             _address_items(facts, want, lo["index"] if lo else None) +
             _loopback_items(facts, want, lo) + _nic_items(facts, want) +
             _firewall_items(facts, want) + _listening_items(facts, want))

@@ -25,7 +25,7 @@ try:
     from arpfix.settings import Host, Inventory
     from arpfix.transport import TransportOptions
     from arpfix.transport.base import parse_json_output, stdin_safe
-    from arpfix.transport.winrm import COMMAND_LINE_LIMIT, STDIN_READ, encode_command, full_script, loader, parse_output
+    from arpfix.transport.winrm import COMMAND_LINE_LIMIT, encode_command, full_script, parse_output, stdin_loader
     from arpfix.yamlsource import Located
 
     ARPFIX_IMPORT_ERROR = None
@@ -88,7 +88,7 @@ class AnsibleTransport:
             stdin = b""
             psrp = "psrp" in str(getattr(self.action._connection, "transport", ""))
             if not psrp and len(command) > COMMAND_LINE_LIMIT:  # psrp runs it in a runspace: no limit
-                command = ENCODED_PREFIX + encode_command(loader(STDIN_READ))
+                command = ENCODED_PREFIX + encode_command(stdin_loader())
                 stdin = base64.b64encode(full.encode("utf-8"))
             out, err, code = self._execute(command, stdin, sudoable=False)
             return parse_output(self.host.name, out, err, code)
