@@ -188,7 +188,7 @@ def _host_view(inv: Any, host: Any) -> dict[str, Any]:
                          "ca_bundle": w.ca_bundle, "cert_validation": w.cert_validation}
     if host.nic:
         view["nic"] = host.nic
-    if inv.agent and inv.agent.host == host.name:
+    if host.name in _agent_hosts(inv):
         view["role"] = "agent"
     return view
 
@@ -309,8 +309,15 @@ def plan(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: b
 def hosts_for_change(inv: Any, hosts: list[Any]) -> list[Any]:
     """Real servers, and Linux hosts behind no VIP (they may hold arpfix state the inventory no
     longer wants: a server taken out of a pool). The agent host prepares itself."""
-    agent = inv.agent.host if inv.agent else None
-    return [h for h in hosts if h.name != agent and (inv.vips_for(h.name) or h.platform == "linux")]
+    agents = _agent_hosts(inv)
+    return [h for h in hosts if h.name not in agents and (inv.vips_for(h.name) or h.platform == "linux")]
+
+
+def _agent_hosts(inv: Any) -> set[str]:
+    """The agent host, or both nodes of a keepalived pair."""
+    if not inv.agent:
+        return set()
+    return {inv.agent.host, *inv.agent.hosts}
 
 
 def _summary(results: list[Any]) -> str:
@@ -419,7 +426,7 @@ def rollback(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secret
         _confirm("rollback", hosts, yes)
     ctx = _context(inv, trust_on_first_use, insecure, show_script)
     step = functools.partial(operations.rollback, dry_run=dry_run)
-    results = _run([h for h in hosts if not (inv.agent and inv.agent.host == h.name)], step, ctx, forks,
+    results = _run([h for h in hosts if h.name not in _agent_hosts(inv)], step, ctx, forks,
                    "rollback", quiet)
     if output_format == "json":
         _echo(as_json(hosts_document(results)))

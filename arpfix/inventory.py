@@ -711,21 +711,38 @@ def _agent(v: _Validator, raw: Any, hosts: dict[str, Host], raw_hosts: dict[Any,
     if raw is None:
         return None
     body = v.mapping(raw, ("agent",))
-    v.keys(body, ("host", "interface"), ("agent",))
-    name = body.get("host")
-    if name is None:
-        v.error(("agent", "host"), "is required: the Linux host that runs probes and the agent")
-        return None
-    if not isinstance(name, str):
-        v.error(("agent", "host"), f"must be a host name, not {_kind(name)}")
-        return None
-    if name not in raw_hosts:
-        v.error(("agent", "host"), f"unknown host {name!r}")
-        return None
-    if name in hosts and hosts[name].platform != "linux":
-        v.error(("agent", "host"), f"the agent host must be a linux host; '{name}' is {hosts[name].platform}")
+    v.keys(body, ("host", "hosts", "interface", "vrrp_id"), ("agent",))
+    if "hosts" in body:  # a keepalived pair (docs/agent.md)
+        if "host" in body:
+            v.error(("agent", "host"), "give either host (one agent) or hosts (a pair), not both")
+            return None
+        names = v.sequence(body["hosts"], ("agent", "hosts"))
+        if len(names) != 2:
+            v.error(("agent", "hosts"), "must name exactly two hosts (the pair)")
+            return None
+        path_names = [(("agent", "hosts", i), name) for i, name in enumerate(names)]
+    else:
+        path_names = [(("agent", "host"), body.get("host"))]
+    for path, name in path_names:
+        if name is None:
+            v.error(path, "is required: the Linux host that runs probes and the agent")
+            return None
+        if not isinstance(name, str):
+            v.error(path, f"must be a host name, not {_kind(name)}")
+            return None
+        if name not in raw_hosts:
+            v.error(path, f"unknown host {name!r}")
+            return None
+        if name in hosts and hosts[name].platform != "linux":
+            v.error(path, f"the agent host must be a linux host; '{name}' is {hosts[name].platform}")
+    members = tuple(str(name) for _path, name in path_names)
+    if len(set(members)) != len(members):
+        v.error(("agent", "hosts"), "must name two different hosts")
     interface = v.text(body.get("interface"), ("agent", "interface"), LINUX_IFNAME, "Linux interface name")
-    return AgentSettings(str(name), interface)
+    vrrp_id = v.number(body.get("vrrp_id"), ("agent", "vrrp_id"), 1, 255)
+    if vrrp_id is not None and vrrp_id != int(vrrp_id):
+        v.error(("agent", "vrrp_id"), f"must be a whole number from 1 to 255, not {body.get('vrrp_id')!r}")
+    return AgentSettings(members[0], interface, members, int(vrrp_id) if vrrp_id is not None else 51)
 
 
 # -- loading --------------------------------------------------------------------------------

@@ -87,8 +87,10 @@ class LoadBalancer:
 
 @dataclass(frozen=True)
 class AgentSettings:
-    host: str
+    host: str  # the agent host; in a pair, the first of `hosts`
     interface: str | None = None
+    hosts: tuple[str, ...] = ()  # a keepalived pair (`agent.hosts: [a, b]`), else just (host,)
+    vrrp_id: int = 51  # the pair's VRRP virtual_router_id (1-255), unique on the segment
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,27 @@ def status(fmt: str, state_dir: str | None) -> None:
     click.echo(st.render(st.collect(st.state_path(default_dir(state_dir))), fmt))
 
 
+@agent.command("keepalived")
+@click.option("-i", "--inventory", "inventory", required=True, help="Inventory file (with `agent.hosts: [a, b]`).")
+@click.option("--agent", "agent_name", default=None, help="This node (default: the pair host whose address is local).")
+@click.option("--advert-int", type=click.FloatRange(0.05, 255), default=1.0, show_default=True,
+              help="VRRP advertisement interval in seconds (below 1 s: VRRPv3).")
+@click.option("--garp-refresh", type=click.IntRange(1, 3600), default=10, show_default=True,
+              help="Seconds between gratuitous ARP / unsolicited NA refreshes while MASTER.")
+@STATE_DIR
+def keepalived_config(inventory: str, agent_name: str | None, advert_int: float, garp_refresh: int,
+                      state_dir: str | None) -> None:
+    """Write this node's keepalived.conf, check.sh and notify.sh into the state directory (a pair)."""
+    from arpfix.agent import config as cfg
+    from arpfix.agent import keepalived
+    from arpfix.agent.runner import state_dir as default_dir
+
+    directory = os.path.abspath(default_dir(state_dir))
+    config = cfg.build(cfg.load(inventory), agent_name)
+    for path in keepalived.write(config, directory, advert_int=advert_int, garp_refresh=garp_refresh):
+        click.echo(path)
+
+
 @agent.command("drain")
 @click.argument("server")
 @click.option("--undo", is_flag=True, help="Give the server new flows again.")
