@@ -111,9 +111,7 @@ def verify(inventory: Inventory, hosts: list[Host], ctx: operations.RunContext, 
 
                 probes = segment.run(request)
             else:
-                from arpfix.transport import make_transport
-
-                transport = make_transport(agent, ctx.transport_options)
+                transport = operations.open_transport(agent, ctx)
                 try:
                     probes = transport.run_script(probe_script(request), timeout=60 + 3 * len(request["dr"]))
                 finally:

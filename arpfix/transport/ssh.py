@@ -21,7 +21,7 @@ from arpfix.errors import HostKeyError, TransportError
 from arpfix.quoting import sh_quote
 from arpfix.secrets import redact
 from arpfix.settings import Host
-from arpfix.transport.base import parse_json_output
+from arpfix.transport.base import parse_json_output, stdin_safe
 
 # paramiko.config imports `invoke` (about 60 ms) only for ssh_config "Match exec", which arpfix never
 # reads: hide it while paramiko loads, then leave the import system as it was.
@@ -300,9 +300,8 @@ class SshTransport:
             channel = self._channel
             channel.settimeout(limit)
             marker = f"ARPFIX-DONE-{secrets.token_hex(8)}"
-            body = script.rstrip("\n")
             channel.sendall(
-                f"(\n{body}\n) </dev/null\n"
+                f"{stdin_safe(script)}"
                 f"printf '\\n{marker} %s\\n' \"$?\"; printf '\\n{marker}\\n' >&2\n".encode())
             out_marker, err_marker = ("\n" + marker + " ").encode(), ("\n" + marker + "\n").encode()
             stdout, stderr = bytearray(), bytearray()
