@@ -748,14 +748,19 @@ def _load_balancer(v: _Validator, raw: Any) -> LoadBalancer | None:
     if raw is None:
         return None
     body = v.mapping(raw, ("load_balancer",))
-    v.keys(body, ("name", "macs"), ("load_balancer",))
+    v.keys(body, ("name", "macs", "addresses"), ("load_balancer",))
     name = v.text(body.get("name", "load-balancer"), ("load_balancer", "name"), HOST_NAME, "name")
     macs = []
     for index, mac in enumerate(v.sequence(body.get("macs"), ("load_balancer", "macs"))):
         text = v.text(mac, ("load_balancer", "macs", index), MAC, "MAC address (aa:bb:cc:dd:ee:ff)")
         if text:
             macs.append(text.lower())
-    return LoadBalancer(name or "load-balancer", tuple(macs))
+    addresses = []  # the load balancer's own addresses: the real servers' route to them is audited
+    for index, value in enumerate(v.sequence(body.get("addresses", []), ("load_balancer", "addresses"))):
+        address = v.address(value, ("load_balancer", "addresses", index))
+        if address is not None:
+            addresses.append(str(address))
+    return LoadBalancer(name or "load-balancer", tuple(macs), tuple(addresses))
 
 
 def _agent(v: _Validator, raw: Any, hosts: dict[str, Host], raw_hosts: dict[Any, Any]) -> AgentSettings | None:

@@ -86,6 +86,7 @@ class Host:
 class LoadBalancer:
     name: str
     macs: tuple[str, ...]
+    addresses: tuple[str, ...] = ()  # its own IP addresses (validated): servers' routes to them are audited
 
 
 @dataclass(frozen=True)
