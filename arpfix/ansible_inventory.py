@@ -121,9 +121,9 @@ def load_ansible_inventory(
         g: sorted(members, key=lambda h: (rank.get(h, len(rank)), h))
         for g, members in groups.items()
     }
-    raw = _to_arpfix(hostvars, groups, source)
     if os.path.isdir(source):
         lines = {}  # lines of the files inside would be misread as lines of the directory
+    raw = _to_arpfix(hostvars, groups, source, lines)
     return raw, {name: lines.get(name, 0) for name in raw["hosts"]}
 
 
@@ -866,10 +866,14 @@ def _first(value: Any) -> Any:
     return value
 
 
+def _connection(hv: dict[str, Any]) -> str:
+    return str(hv.get("ansible_connection", "ssh")).rsplit(".", 1)[-1]  # ansible.builtin.ssh -> ssh
+
+
 def _platform(hv: dict[str, Any]) -> str | None:
     if "arpfix_platform" in hv:
         return hv["arpfix_platform"]
-    connection = str(hv.get("ansible_connection", "ssh")).rsplit(".", 1)[-1]  # ansible.builtin.ssh
+    connection = _connection(hv)
     if connection in WINDOWS_CONNECTIONS:
         return "windows"
     if connection in LINUX_CONNECTIONS:
@@ -877,8 +881,88 @@ def _platform(hv: dict[str, Any]) -> str | None:
     return None  # local, docker, ...: the validator asks for arpfix_platform
 
 
-def _arpfix_host(name: str, hv: dict[str, Any]) -> dict[str, Any]:
-    """One host's resolved Ansible variables -> an arpfix `hosts.<name>` entry."""
+SSH_ARG_VARIABLES = ("ansible_ssh_common_args", "ansible_ssh_extra_args")
+SSH_OPTION_HINTS = {
+    "stricthostkeychecking": " (arpfix always checks host keys; --trust-on-first-use records unknown ones)",
+    "userknownhostsfile": " (set arpfix_ssh: {known_hosts: PATH})",
+}
+
+
+def _ssh_arguments(hv: dict[str, Any], problems: list[str]) -> str | None:
+    """The ProxyCommand that ansible_ssh_common_args / ansible_ssh_extra_args ask for (ProxyJump
+    and -J become `ssh -W %h:%p JUMP`, as OpenSSH does it); any other ssh option is refused."""
+    proxy = None
+    for variable in SSH_ARG_VARIABLES:
+        text = hv.get(variable)
+        if text is None or str(text).strip() == "":
+            continue
+        try:
+            words = shlex.split(str(text))
+        except ValueError as exc:
+            problems.append(f"{variable}: cannot parse: {exc}")
+            continue
+        index = 0
+        while index < len(words):
+            word = words[index]
+            if word in ("-o", "-J") and index + 1 < len(words):
+                option = words[index + 1] if word == "-o" else f"ProxyJump={words[index + 1]}"
+                index += 2
+            elif word.startswith("-o") and len(word) > 2:
+                option, index = word[2:], index + 1
+            elif word.startswith("-J") and len(word) > 2:
+                option, index = f"ProxyJump={word[2:]}", index + 1
+            else:
+                problems.append(f"{variable}: {word!r}: arpfix cannot honour this ssh argument "
+                                "(it supports -o ProxyJump=..., -J and -o ProxyCommand=...)")
+                index += 1
+                continue
+            key, sep, value = option.partition("=")
+            if not sep:
+                key, _, value = option.strip().partition(" ")
+            key, value = key.strip(), value.strip()
+            if key.lower() == "proxycommand" and value:
+                proxy = value
+            elif key.lower() == "proxyjump" and value:
+                proxy = _jump_command(value)
+            else:
+                hint = SSH_OPTION_HINTS.get(key.lower(), " (it supports ProxyJump and ProxyCommand)")
+                problems.append(f"{variable}: -o {key}: arpfix cannot honour this ssh option{hint}")
+    return proxy
+
+
+def _jump_command(jumps: str) -> str:
+    """ProxyJump [user@]host[:port][,...] as the ProxyCommand OpenSSH itself would run."""
+    hops = [hop.strip() for hop in jumps.split(",") if hop.strip()]
+    last = hops[-1]
+    user, at, hostport = last.rpartition("@")
+    host, port = hostport, ""
+    if hostport.startswith("[") and "]" in hostport:
+        host, _, rest = hostport[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif hostport.count(":") == 1:
+        host, port = hostport.split(":")
+    words = ["ssh"] + (["-J", ",".join(hops[:-1])] if len(hops) > 1 else []) + (["-p", port] if port else [])
+    words += ["-W", "[%h]:%p", f"{user}{at}{host}"]
+    return shlex.join(words)
+
+
+def _become(hv: dict[str, Any], problems: list[str]) -> None:
+    """arpfix's scripts run as root, reached through sudo: other become users and methods are refused."""
+    # checked even where ansible_become is not set here: a play's `become: true` would use them
+    user = hv.get("ansible_become_user")
+    if user is not None and str(user) != "root":
+        problems.append(f"ansible_become_user={user}: arpfix's scripts must run as root; it cannot become another user")
+    method = hv.get("ansible_become_method")
+    if method is not None and str(method).rsplit(".", 1)[-1] != "sudo":
+        problems.append(f"ansible_become_method={method}: arpfix becomes root only through sudo")
+
+
+def _arpfix_host(name: str, hv: dict[str, Any], problems: list[str] | None = None) -> dict[str, Any]:
+    """One host's resolved Ansible variables -> an arpfix `hosts.<name>` entry.
+
+    Variables arpfix cannot honour (another become user, ssh options but ProxyJump/ProxyCommand)
+    are added to `problems`, never silently ignored."""
+    problems = problems if problems is not None else []
     entry: dict[str, Any] = {}
     platform = _platform(hv)
     if platform is not None:
@@ -919,6 +1003,10 @@ def _arpfix_host(name: str, hv: dict[str, Any]) -> dict[str, Any]:
             settings["key_file"] = key
         if "ansible_become" in hv:
             settings["sudo"] = _boolean(hv["ansible_become"])
+        _become(hv, problems)
+        proxy = _ssh_arguments(hv, problems)
+        if proxy is not None:
+            settings["proxy_command"] = proxy
     else:
         _winrm_settings(hv, settings)
     extra = hv.get(f"arpfix_{remote}")
@@ -967,15 +1055,39 @@ def _winrm_settings(hv: dict[str, Any], settings: dict[str, Any]) -> None:
 
 
 def _to_arpfix(
-    hostvars: dict[str, dict[str, Any]], groups: dict[str, list[str]], source: str
+    hostvars: dict[str, dict[str, Any]],
+    groups: dict[str, list[str]],
+    source: str,
+    lines: dict[str, int] | None = None,
 ) -> dict[str, Any]:
+    """The arpfix raw inventory. Hosts with ansible_connection=local are left out and listed under
+    the key `_skipped` ({name: groups}; arpfix.inventory turns it into a note); variables arpfix
+    cannot honour are refused, one line per host and variable."""
+    lines = lines or {}
+    local = {name for name, hv in hostvars.items() if _connection(hv) == "local"}
     raw: dict[str, Any] = {}
     raw["groups"] = {
-        name: {"hosts": list(members)}
+        name: {"hosts": [m for m in members if m not in local]}
         for name, members in sorted(groups.items())
         if name not in ("all", "ungrouped")
     }
-    raw["hosts"] = {name: _arpfix_host(name, hv) for name, hv in hostvars.items()}
+    refused: list[str] = []
+    raw["hosts"] = {}
+    for name, hv in hostvars.items():
+        if name in local:
+            continue
+        problems: list[str] = []
+        raw["hosts"][name] = _arpfix_host(name, hv, problems)
+        line = lines.get(name, 0)
+        where = f"{source}:{line}" if line else source
+        refused += [f"{where}: host '{name}': {problem}" for problem in problems]
+    if refused:
+        raise UsageError("\n".join(refused))
+    if local:
+        raw["_skipped"] = {
+            name: [g for g, members in sorted(groups.items()) if name in members and g not in ("all", "ungrouped")]
+            for name in hostvars if name in local
+        }
     for variable, key in TOP_KEYS.items():
         seen: dict[str, Any] = {}
         for host, hv in hostvars.items():

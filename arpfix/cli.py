@@ -1,7 +1,8 @@
 """The arpfix command line: parse options, call the engine, render, exit with one documented code.
 
-Exit codes (arpfix.exitcodes.Exit): 0 ok/compliant/nothing to do; 1 a host failed; 2 usage or
-inventory error (no host contacted); 3 drift or changes pending; 4 verification failed; 130 interrupted.
+Exit codes (arpfix.exitcodes.Exit): 0 ok/compliant/nothing to do; 1 a host failed (or `partial`);
+2 usage or inventory error (no host contacted); 3 drift or changes pending, `blocked`, `kept`, or
+"no" answered at apply's or rollback's prompt (nothing changed); 4 verification failed; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ import click
 from arpfix import __version__
 from arpfix.errors import ArpfixError
 from arpfix.exitcodes import Exit
+from arpfix.helptext import SentenceGroup, first_sentence
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-class LazyGroup(click.Group):
+class LazyGroup(SentenceGroup):
     """Subcommand groups imported only when used, so `arpfix --help` stays fast."""
 
+    group_class = SentenceGroup  # `inventory` and `probe` list their commands the same way
     lazy: dict[str, tuple[str, str]] = {
         "lab": ("arpfix.lab.cli:lab", "Build, inspect and remove the built-in lab of real Linux servers."),
         "agent": ("arpfix.agent.cli:agent", "Run the bundled DR-mode forwarding agent."),
+        "probe": ("arpfix.probe.cli:probe", "Low-level segment probes (raw sockets, root, run on a host of the segment)."),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -45,12 +49,12 @@ class LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):
-            if name in self.lazy:
+            if name in self.lazy:  # its one-line description, without importing it
                 rows.append((name, self.lazy[name][1]))
             else:
                 command = super().get_command(ctx, name)
                 if command is not None and not command.hidden:
-                    rows.append((name, command.get_short_help_str(80)))
+                    rows.append((name, command.short_help or first_sentence(command.help)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
@@ -71,7 +75,7 @@ def cli() -> None:
       arpfix rollback -i site.yml          # restore what arpfix changed
 
     Exit codes: 0 ok, 1 a host failed, 2 usage/inventory error, 3 drift or changes
-    pending, 4 verification failed, 130 interrupted.
+    pending (also: "no" at apply's or rollback's prompt), 4 verification failed, 130 interrupted.
     """
 
 
@@ -117,10 +121,13 @@ def format_option(*choices: str) -> Callable[..., Any]:
 
 
 def _load(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: bool) -> tuple[Any, list[Any]]:
-    from arpfix.inventory import load_inventory, select_hosts
+    from arpfix.inventory import load_inventory, select_hosts, skipped_notes
 
     inventory = load_inventory(inventory_path, allow_plaintext_secrets=allow_plaintext_secrets)
-    return inventory, select_hosts(inventory, limit)
+    hosts = select_hosts(inventory, limit)
+    for note in skipped_notes(inventory, limit):
+        click.echo(f"arpfix: note: {note}", err=True)
+    return inventory, hosts
 
 
 def _context(inventory: Any, trust_on_first_use: bool, insecure: bool, show_script: bool = False) -> Any:
@@ -152,45 +159,16 @@ def inventory() -> None:
 @inventory.command("check")
 @inventory_options
 def inventory_check(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: bool) -> None:
-    """Validate the inventory; list every problem with file, line and field (exit 2)."""
+    """Validate the inventory; list every problem with file, line and field (exit 2).
+
+    Also checks that the files it names (SSH key, CA bundle, client certificate) can be read here.
+    """
+    from arpfix.inventory import check_files
+    from arpfix.render import inventory_counts
+
     inv, hosts = _load(inventory_path, limit, allow_plaintext_secrets)
-    linux = sum(1 for h in hosts if h.platform == "linux")
-    click.echo(
-        f"{inventory_path}: ok: {len(hosts)} hosts ({linux} linux, {len(hosts) - linux} windows), "
-        f"{len(inv.vips)} VIPs, {len(inv.real_servers)} real servers"
-    )
-
-
-def _host_view(inv: Any, host: Any) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "name": host.name,
-        "platform": host.platform,
-        "address": str(host.address),
-        "connect": host.connect,
-        "groups": list(host.groups),
-        "vips": [
-            {"name": v.name, "address": str(v.address), "services": [str(s) for s in v.services]}
-            for v in inv.vips_for(host.name)
-        ],
-    }
-    if host.platform == "linux":
-        s = host.ssh
-        view["method"] = host.method
-        view["ssh"] = {"user": s.user, "port": s.port, "key_file": s.key_file, "known_hosts": s.known_hosts,
-                       "sudo": s.sudo, "password": str(s.password) if s.password else None,
-                       "passphrase": str(s.passphrase) if s.passphrase else None}
-    else:
-        w = host.winrm
-        view["windows_profile"] = host.windows_profile
-        view["keep_bindings"] = list(host.keep_bindings)
-        view["winrm"] = {"scheme": w.scheme, "port": w.port, "auth": w.auth, "user": w.user,
-                         "password": str(w.password) if w.password else None,
-                         "ca_bundle": w.ca_bundle, "cert_validation": w.cert_validation}
-    if host.nic:
-        view["nic"] = host.nic
-    if inv.agent and inv.agent.host == host.name:
-        view["role"] = "agent"
-    return view
+    check_files(inv, hosts)
+    click.echo(inventory_counts(inv, hosts))
 
 
 @inventory.command("show")
@@ -198,21 +176,15 @@ def _host_view(inv: Any, host: Any) -> dict[str, Any]:
 @format_option("table", "json")
 def inventory_show(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: bool, output_format: str) -> None:
     """The resolved per-host view (host > group > defaults). Secrets show only their source."""
-    from arpfix.report import as_json, table
+    from arpfix.render import host_view, inventory_table
+    from arpfix.report import as_json
 
     inv, hosts = _load(inventory_path, limit, allow_plaintext_secrets)
-    views = [_host_view(inv, h) for h in hosts]
+    views = [host_view(inv, h) for h in hosts]
     if output_format == "json":
         _echo(as_json({"inventory": inv.path, "hosts": views}))
         return
-    rows = []
-    for view in views:
-        transport = view.get("ssh") or view.get("winrm") or {}
-        via = f"ssh {transport.get('user')}@{view['connect']}:{transport.get('port')}" if "ssh" in view else \
-            f"winrm {transport.get('scheme')} {view['connect']}:{transport.get('port')} {transport.get('auth')}"
-        rows.append([view["name"], view["platform"], view["address"], via, ",".join(view["groups"]) or "-",
-                     ", ".join(v["address"] for v in view["vips"]) or view.get("role", "-")])
-    _echo(table(rows, ["host", "platform", "address", "connection", "groups", "VIPs"]))
+    _echo(inventory_table(views))
 
 
 # -- host commands ----------------------------------------------------------------------------
@@ -228,10 +200,40 @@ def _finish(results: list[Any], success_codes: dict[str, Exit]) -> None:
     raise SystemExit(Exit.OK)
 
 
-def _status_cell(result: Any, colour: bool) -> str:
-    from arpfix.report import paint
+def _nothing(note: str, output_format: str, quiet: bool) -> None:
+    """No host to work on: say so (instead of an empty table) and exit 0."""
+    from arpfix.report import as_json, hosts_document, junit
 
-    return paint(result.status, result.status, colour)
+    if output_format == "table":
+        click.echo(note)
+    else:
+        _echo(as_json(hosts_document([])) if output_format == "json" else junit([], "arpfix"))
+        if not quiet:
+            click.echo(note, err=True)
+    raise SystemExit(Exit.OK)
+
+
+def _report(results: list[Any], output_format: str, table_text: Callable[[], str], verbose: int, quiet: bool,
+            suite: str = "", document: dict[str, Any] | None = None) -> None:
+    """Print the results in the chosen format, the -v details, and the one-line summary on stderr."""
+    from arpfix.render import details, summary
+    from arpfix.report import as_json, hosts_document, junit
+
+    if output_format == "json":
+        _echo(as_json(document or hosts_document(results)))
+    elif output_format == "junit":
+        _echo(junit(results, suite))
+    else:
+        _echo(table_text())
+        for r in results:  # what the host's run wants a person to know (plan notes, values rollback left)
+            for note in r.extra.get("notes", []):
+                click.echo(f"{r.name}: note: {note}", err=True)
+            for left in r.extra.get("left", []):
+                click.echo(f"{r.name}: left as is: {left}", err=True)
+        if verbose:
+            _echo(details(results, verbose))
+    if not quiet:
+        click.echo(f"\n{summary(results)}", err=True)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -243,118 +245,114 @@ def facts(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: 
           trust_on_first_use: bool, insecure: bool, output_format: str, verbose: int, quiet: bool) -> None:
     """Read each host's state (read-only, one round trip per host)."""
     from arpfix import operations
-    from arpfix.report import as_json, hosts_document, table, use_colour
+    from arpfix.render import facts_table, nothing_to_do
+    from arpfix.report import use_colour
 
     inv, hosts = _load(inventory_path, limit, allow_plaintext_secrets)
+    if not hosts:
+        _nothing(nothing_to_do(inv, hosts, "read"), output_format, quiet)
     results = _run(hosts, operations.facts, _context(inv, trust_on_first_use, insecure), forks, "facts", quiet)
-    if output_format == "json":
-        _echo(as_json(hosts_document(results)))
-    else:
-        colour = use_colour()
-        rows = []
-        for r in results:
-            f = r.facts or {}
-            rows.append([r.name, r.platform, _status_cell(r, colour), f.get("os", {}).get("name", "-") if f else "-",
-                         f.get("primary_nic", {}).get("name", "-") if f else "-",
-                         ", ".join(f.get("vips_present", [])) if f else "-", r.error or ""])
-        _echo(table(rows, ["host", "platform", "status", "os", "primary NIC", "VIPs present", "error"]))
+    _report(results, output_format, lambda: facts_table(results, use_colour()), verbose, quiet)
     _finish(results, {})
-
-
-def _changes_table(results: list[Any], colour: bool) -> str:
-    from arpfix.report import short, table
-
-    rows = []
-    for r in results:
-        if r.error or not r.changes:
-            rows.append([r.name, _status_cell(r, colour), "-", "", "", r.error or "nothing to do"])
-        for c in r.changes:
-            rows.append([r.name, _status_cell(r, colour), c.subject, short(c.before), short(c.after), c.detail])
-    return table(rows, ["host", "status", "change", "from", "to", "detail"])
 
 
 @cli.command(context_settings=CONTEXT)
 @inventory_options
 @connection_options
 @format_option("table", "json")
-@click.option("--show-script", is_flag=True, help="Print the exact script apply would run on each host.")
+@click.option("--show-script", is_flag=True,
+              help="Print the exact script apply would run on each host, after the text of the files it writes.")
 @verbosity_options
 def plan(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: bool, forks: int,
          trust_on_first_use: bool, insecure: bool, output_format: str, show_script: bool,
          verbose: int, quiet: bool) -> None:
     """Show what apply would change, per host, `from -> to`. Exit 3 if anything is pending."""
     from arpfix import operations
-    from arpfix.report import as_json, hosts_document, use_colour
+    from arpfix.render import changes_table, nothing_to_do, script_section
+    from arpfix.report import hosts_document, use_colour
 
     inv, hosts = _load(inventory_path, limit, allow_plaintext_secrets)
+    targets = hosts_for_change(inv, hosts)
+    if not targets:
+        _nothing(nothing_to_do(inv, hosts, "plan"), output_format, quiet)
     ctx = _context(inv, trust_on_first_use, insecure, show_script)
-    results = _run(hosts_for_change(inv, hosts), operations.plan, ctx, forks, "plan", quiet)
-    if output_format == "json":
-        document = hosts_document(results)
-        for host_json, r in zip(document["hosts"], results):
-            if r.script:
-                host_json["script"] = r.script
-        _echo(as_json(document))
-    else:
-        _echo(_changes_table(results, use_colour()))
-        for r in results:
-            for note in r.extra.get("notes", []):
-                click.echo(f"{r.name}: note: {note}", err=True)
-        for r in results:
-            if r.script:
-                _echo(f"\n# ---- script for {r.name} ({r.platform}) ----\n{r.script}")
+    results = _run(targets, operations.plan, ctx, forks, "plan", quiet)
+    document = hosts_document(results)
+    for host_json, r in zip(document["hosts"], results):
+        if r.script:
+            host_json["script"] = r.script
+
+    def text() -> str:
+        scripts = [script_section(r, "script") for r in results if r.script]
+        return "\n".join([changes_table(results, use_colour(), verbose), *scripts])
+
+    _report(results, output_format, text, verbose, quiet, document=document)
     _finish(results, {"pending": Exit.PENDING, "blocked": Exit.PENDING})
 
 
 def hosts_for_change(inv: Any, hosts: list[Any]) -> list[Any]:
     """Real servers, and Linux hosts behind no VIP (they may hold arpfix state the inventory no
     longer wants: a server taken out of a pool). The agent host prepares itself."""
-    agent = inv.agent.host if inv.agent else None
-    return [h for h in hosts if h.name != agent and (inv.vips_for(h.name) or h.platform == "linux")]
+    agents = inv.agent_hosts
+    return [h for h in hosts if h.name not in agents and (inv.vips_for(h.name) or h.platform == "linux")]
 
 
-def _summary(results: list[Any]) -> str:
-    """One line: how many hosts ended in which state ("6 hosts: 2 changed, 4 not started")."""
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    parts = ", ".join(f"{n} {status}" for status, n in counts.items())
-    return f"{len(results)} host{'s' if len(results) != 1 else ''}: {parts}"
+def _preview_and_confirm(action: str, preview: Callable[[], list[Any]], yes: bool) -> None:
+    """On a terminal without --yes: show what `action` would do (on stderr), then ask.
 
+    Nothing to do: say so and exit 0. Answer no: "nothing changed", exit 3 (the changes are still
+    pending). Not on a terminal: --yes is required (exit 2, before any host is contacted).
+    """
+    from arpfix.render import changes_table, summary
+    from arpfix.report import plural, use_colour
 
-def _confirm(action: str, hosts: list[Any], yes: bool) -> None:
-    if yes or not hosts:
+    if yes:
         return
     if not sys.stdin.isatty():
         raise ArpfixError(f"{action} changes hosts: confirm with --yes when not on a terminal", Exit.USAGE)
-    names = ", ".join(h.name for h in hosts[:10]) + (" ..." if len(hosts) > 10 else "")
-    if not click.confirm(f"{action} on {len(hosts)} host(s): {names}?", err=True):
-        raise SystemExit(Exit.OK)
+    results = preview()
+    click.echo(changes_table(results, use_colour(sys.stderr)), err=True)
+    click.echo(f"\n{summary(results)}", err=True)
+    if getattr(results, "interrupted", False):
+        raise SystemExit(Exit.INTERRUPTED)
+    todo = [r for r in results if r.status == "pending"]
+    if not todo:
+        click.echo(f"{action}: nothing to do", err=True)
+        _finish(results, {"blocked": Exit.PENDING})
+    changes = sum(len(r.changes) for r in todo)
+    if not click.confirm(f"{action}: make these {plural(changes, 'change')} on {plural(len(todo), 'host')}?",
+                         err=True):
+        click.echo(f"{action}: answered no: nothing changed", err=True)
+        raise SystemExit(Exit.PENDING)
 
 
 @cli.command(context_settings=CONTEXT)
 @inventory_options
 @connection_options
 @format_option("table", "json")
-@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("-y", "--yes", is_flag=True,
+              help="Do not show the plan and ask first (required when not on a terminal).")
 @verbosity_options
 def apply(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: bool, forks: int,
           trust_on_first_use: bool, insecure: bool, output_format: str, yes: bool, verbose: int,
           quiet: bool) -> None:
-    """Prepare the real servers: one journaled round trip per host; a second run changes nothing."""
+    """Prepare the real servers: one journaled round trip per host; a second run changes nothing.
+
+    On a terminal without --yes, the plan is shown first and apply asks; answering no changes
+    nothing and exits 3.
+    """
     from arpfix import operations
-    from arpfix.report import as_json, hosts_document, use_colour
+    from arpfix.render import changes_table, nothing_to_do
+    from arpfix.report import use_colour
 
     inv, hosts = _load(inventory_path, limit, allow_plaintext_secrets)
     targets = hosts_for_change(inv, hosts)
-    _confirm("apply", targets, yes)
-    results = _run(targets, operations.apply, _context(inv, trust_on_first_use, insecure), forks, "apply", quiet)
-    if output_format == "json":
-        _echo(as_json(hosts_document(results)))
-    else:
-        _echo(_changes_table(results, use_colour()))
-        if not quiet:
-            click.echo(f"\n{_summary(results)}", err=True)
+    if not targets:
+        _nothing(nothing_to_do(inv, hosts, "apply"), output_format, quiet)
+    ctx = _context(inv, trust_on_first_use, insecure)
+    _preview_and_confirm("apply", lambda: _run(targets, operations.plan, ctx, forks, "plan", quiet), yes)
+    results = _run(targets, operations.apply, ctx, forks, "apply", quiet)
+    _report(results, output_format, lambda: changes_table(results, use_colour(), verbose), verbose, quiet)
     _finish(results, {"blocked": Exit.PENDING})
 
 
@@ -367,31 +365,16 @@ def audit(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: 
           trust_on_first_use: bool, insecure: bool, output_format: str, verbose: int, quiet: bool) -> None:
     """Check compliance (runtime and on disk); changes nothing. Exit 0 compliant, 3 drift, 1 error."""
     from arpfix import operations
-    from arpfix.report import as_json, hosts_document, junit, short, table, use_colour
+    from arpfix.render import audit_table, nothing_to_do
+    from arpfix.report import use_colour
 
     inv, hosts = _load(inventory_path, limit, allow_plaintext_secrets)
-    results = _run(hosts_for_change(inv, hosts), operations.audit, _context(inv, trust_on_first_use, insecure),
-                   forks, "audit", quiet)
-    if output_format == "json":
-        _echo(as_json(hosts_document(results)))
-    elif output_format == "junit":
-        _echo(junit(results, "arpfix audit"))
-    else:
-        colour = use_colour()
-        rows = []
-        for r in results:
-            if r.error:
-                rows.append([r.name, _status_cell(r, colour), "-", "", "", "", r.error])
-            for f in r.findings:
-                if f.ok and not verbose:
-                    continue
-                mark = "ok" if f.ok else ("warning" if f.severity == "warning" else "DRIFT")
-                detail = (f.detail or f.source) + (f"; fix: {f.fix}" if f.fix and not f.ok else "")
-                rows.append([r.name, _status_cell(r, colour), f.check, short(f.expected), short(f.actual),
-                             mark, detail])
-            if not r.error and all(f.ok for f in r.findings) and not verbose:
-                rows.append([r.name, _status_cell(r, colour), f"{len(r.findings)} checks", "", "", "ok", ""])
-        _echo(table(rows, ["host", "status", "check", "expected", "actual", "result", "detail"]))
+    targets = hosts_for_change(inv, hosts)
+    if not targets:
+        _nothing(nothing_to_do(inv, hosts, "audit"), output_format, quiet)
+    results = _run(targets, operations.audit, _context(inv, trust_on_first_use, insecure), forks, "audit", quiet)
+    _report(results, output_format, lambda: audit_table(results, use_colour(), verbose), verbose, quiet,
+            suite="arpfix audit")
     _finish(results, {"drift": Exit.PENDING})
 
 
@@ -399,7 +382,8 @@ def audit(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets: 
 @inventory_options
 @connection_options
 @format_option("table", "json")
-@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("-y", "--yes", is_flag=True,
+              help="Do not show what would be undone and ask first (required when not on a terminal).")
 @click.option("--dry-run", is_flag=True, help="Only show what rollback would restore or remove.")
 @click.option("--show-script", is_flag=True, help="With --dry-run: print the rollback script.")
 @verbosity_options
@@ -409,29 +393,31 @@ def rollback(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secret
     """Undo what arpfix changed, from each host's journal, in reverse order.
 
     A value is restored only where it is still what arpfix set; only what arpfix created is
-    removed. Idempotent; works after a partial apply.
+    removed. Idempotent; works after a partial apply. On a terminal without --yes, what would be
+    undone is shown first and rollback asks; answering no changes nothing and exits 3.
     """
     from arpfix import operations
-    from arpfix.report import as_json, hosts_document, use_colour
+    from arpfix.render import changes_table, script_section
+    from arpfix.report import use_colour
 
     inv, hosts = _load(inventory_path, limit, allow_plaintext_secrets)
-    if not dry_run:
-        _confirm("rollback", hosts, yes)
+    targets = [h for h in hosts if h.name not in inv.agent_hosts]
+    if not targets:
+        _nothing(f"{inv.path}: no host to roll back (the selected hosts are the agent's)", output_format, quiet)
     ctx = _context(inv, trust_on_first_use, insecure, show_script)
+    if not dry_run:
+        preview = functools.partial(operations.rollback, dry_run=True)
+        _preview_and_confirm("rollback", lambda: _run(targets, preview, ctx, forks, "rollback --dry-run", quiet),
+                             yes)
     step = functools.partial(operations.rollback, dry_run=dry_run)
-    results = _run([h for h in hosts if not (inv.agent and inv.agent.host == h.name)], step, ctx, forks,
-                   "rollback", quiet)
-    if output_format == "json":
-        _echo(as_json(hosts_document(results)))
-    else:
-        _echo(_changes_table(results, use_colour()))
-        for r in results:
-            for left in r.extra.get("left", []):
-                click.echo(f"{r.name}: left as is: {left}", err=True)
-            if r.script:
-                _echo(f"\n# ---- rollback script for {r.name} ----\n{r.script}")
-        if not quiet:
-            click.echo(f"\n{_summary(results)}", err=True)
+    results = _run(targets, step, ctx, forks, "rollback", quiet)
+
+    def text() -> str:
+        lines = [changes_table(results, use_colour(), verbose)]
+        lines += [script_section(r, "rollback script") for r in results if r.script]
+        return "\n".join(lines)
+
+    _report(results, output_format, text, verbose, quiet)
     _finish(results, {"pending": Exit.PENDING} if dry_run else {"kept": Exit.PENDING})
 
 
@@ -455,105 +441,26 @@ def verify(inventory_path: str, limit: tuple[str, ...], allow_plaintext_secrets:
     sends it (must be answered by a SYN-ACK from the VIP). Exit 0 all verified, 4 any failed,
     1 error.
     """
-    from arpfix.model import HostResult
-    from arpfix.report import as_json, junit, paint, table, use_colour
+    from arpfix.render import nothing_to_do, verify_failed, verify_junit, verify_summary, verify_table
+    from arpfix.report import as_json, use_colour
     from arpfix.verify import verify as run_verify
 
     inv, hosts = _load(inventory_path, limit, allow_plaintext_secrets)
+    if not any(inv.vips_for(h.name) for h in hosts):
+        _nothing(nothing_to_do(inv, hosts, "verify", real_servers_only=True), output_format, quiet)
     document = run_verify(inv, hosts, _context(inv, trust_on_first_use, insecure), forks=forks,
                           progress=not quiet, probe_here=probe_here, end_to_end=service)
     if output_format == "json":
         _echo(as_json(document))
     elif output_format == "junit":
-        results = [HostResult(h["name"], h["platform"], h["status"], error=h.get("error", ""),
-                              extra={"probes": h["probes"]}) for h in document["hosts"]]
-        _echo(junit(results, "arpfix verify"))
+        _echo(verify_junit(document))
     else:
-        colour = use_colour()
-        rows = []
-        for h in document["hosts"]:
-            if h.get("error"):
-                rows.append([h["name"], paint(h["status"], h["status"], colour), "-", "", h["error"]])
-            for p in h["probes"]:
-                rows.append([h["name"], paint(h["status"], h["status"], colour), p["probe"],
-                             "ok" if p["ok"] else "FAIL", p["detail"]])
-        _echo(table(rows, ["host", "status", "probe", "result", "detail"]))
-        replies = document["segment"]["arp_replies"]
-        if replies:
-            _echo("\nARP replies for the VIPs on the segment:\n" + table(
-                [[r["vip"], r["mac"], r["host"] or "unknown", "expected" if r["allowed"] else "LEAK"] for r in replies],
-                ["vip", "mac", "owner", ""]))
-        if document["segment"].get("error"):
-            _echo(f"probes: {document['segment']['error']}")
-        for probe_result in document["segment"].get("service", []):
-            _echo(f"service {probe_result['vip']}:tcp/{probe_result['port']}: "
-                  f"{'ok' if probe_result['ok'] else 'FAIL'}: {probe_result['detail']}")
-    statuses = {h["status"] for h in document["hosts"]}
-    if "error" in statuses or document["segment"].get("error"):
+        _echo(verify_table(document, use_colour(), verbose))
+    if not quiet:
+        click.echo(f"\n{verify_summary(document)}", err=True)
+    if any(h["status"] == "error" for h in document["hosts"]) or document["segment"].get("error"):
         raise SystemExit(Exit.FAILED)
-    if "failed" in statuses or document["segment"]["unknown_answers"] or \
-            not all(p["ok"] for p in document["segment"].get("service", [])):
-        raise SystemExit(Exit.VERIFY_FAILED)
-    raise SystemExit(Exit.OK)
-
-
-@cli.group(context_settings=CONTEXT)
-def probe() -> None:
-    """Low-level segment probes (raw sockets, root, run on a host of the segment)."""
-
-
-@probe.command("arp")
-@click.option("--interface", "-I", required=True, help="Segment interface to probe from.")
-@click.option("--window", default=1.5, show_default=True, type=click.FloatRange(0.1, 30), help="Seconds to listen.")
-@click.argument("vip")
-def probe_arp(interface: str, window: float, vip: str) -> None:
-    """Ask who-has VIP and list every MAC that answers (exit 0 if none or all listed)."""
-    from arpfix.probe.segment import arp_probe
-
-    _require_ipv4(vip)
-    try:
-        replies = arp_probe(interface, vip, window)
-    except OSError as exc:
-        raise ArpfixError(f"arp probe on {interface}: {exc.strerror or exc}") from None
-    for reply in replies:
-        click.echo(f"{vip} is-at {reply['mac']}")
-    if not replies:
-        click.echo(f"{vip}: no ARP reply within {window:g}s")
-
-
-@probe.command("dr")
-@click.option("--interface", "-I", required=True, help="Segment interface to probe from.")
-@click.option("--mac", required=True, help="The real server's MAC (where the load balancer sends).")
-@click.option("--server-ip", required=True, help="The real server's own address (to spot replies from it).")
-@click.option("--port", required=True, type=click.IntRange(1, 65535), help="Service port (TCP).")
-@click.option("--timeout", default=1.5, show_default=True, type=click.FloatRange(0.1, 30))
-@click.argument("vip")
-def probe_dr(interface: str, mac: str, server_ip: str, port: int, timeout: float, vip: str) -> None:
-    """Send a SYN to VIP:PORT to the server's MAC; pass on a SYN-ACK from the VIP (exit 4 otherwise)."""
-    from arpfix.inventory import MAC
-    from arpfix.probe.segment import dr_probe
-
-    _require_ipv4(vip)
-    _require_ipv4(server_ip)
-    if not MAC.match(mac):
-        raise click.BadParameter(f"invalid MAC {mac!r}", param_hint="--mac")
-    try:
-        outcome = dr_probe(interface, vip, mac.lower(), server_ip, port, timeout)
-    except OSError as exc:
-        raise ArpfixError(f"dr probe on {interface}: {exc.strerror or exc}") from None
-    click.echo(("ok: " if outcome["ok"] else "FAIL: ") + outcome["detail"])
-    raise SystemExit(Exit.OK if outcome["ok"] else Exit.VERIFY_FAILED)
-
-
-def _require_ipv4(text: str) -> None:
-    import ipaddress
-
-    try:
-        if ipaddress.ip_address(text).version == 4:
-            return
-    except ValueError:
-        pass
-    raise click.BadParameter(f"{text!r} is not an IPv4 address (the probes speak IPv4)")
+    raise SystemExit(Exit.VERIFY_FAILED if verify_failed(document) else Exit.OK)
 
 
 # -- entry point ------------------------------------------------------------------------------

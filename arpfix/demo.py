@@ -140,7 +140,8 @@ def run_demo(name: str, hosts: int, keep: bool) -> None:
         story.chapter("Audit the unprepared servers", """
             Kernel defaults: every server would answer ARP for the VIP if it carried it.
             The audit reads each server over SSH (strict host keys) and reports drift (exit 3).""")
-        story.arpfix("audit", "-i", inventory, "-q", expect=(3,))
+        story.arpfix("audit", "-i", inventory, expect=(3,))
+        story.ok("each server drifts: arp_ignore/arp_announce at the kernel's defaults, no VIP, nothing persistent")
 
         story.chapter("The ARP problem, live", f"""
             Give rs1 the VIP {vip} on lo the naive way (no sysctls) and ask the segment who has it.""")
@@ -150,11 +151,15 @@ def run_demo(name: str, hosts: int, keep: bool) -> None:
             click.echo(f"   {vip} is-at {mac}  ({macs.get(mac, 'unknown')})")
         story.ok("a real server answers ARP for the VIP: clients would bypass the load balancer")
 
-        story.chapter("Plan", "What apply would change on each server, from -> to (exit 3: changes pending).")
+        story.chapter("Plan", """
+            What apply would change on rs1, from -> to (exit 3: changes pending). There is no
+            `address` line for the VIP: rs1 already carries it (the naive step above), so only the
+            sysctls and the persistence are planned; the other servers would also get the VIP.""")
         story.arpfix("plan", "-i", inventory, "--limit", "rs1", expect=(3,))
+        story.ok("the plan changes the sysctls before anything else, so no server answers ARP for the VIP at any moment")
 
         story.chapter("Apply", "One journaled round trip per server: sysctls first, then the VIP, then persistence.")
-        story.arpfix("apply", "-i", inventory, "--yes", "-q")
+        story.arpfix("apply", "-i", inventory, "--yes")
         answered = _arping(name, vip)
         leaking = sorted(macs[m] for m in answered if m in macs)
         if leaking:
@@ -164,7 +169,8 @@ def run_demo(name: str, hosts: int, keep: bool) -> None:
         story.chapter("Verify from the segment", """
             From the agent host, over SSH: who answers ARP for the VIP, and a TCP SYN to VIP:port sent
             to each server's MAC exactly as a DR load balancer sends it: each must answer from the VIP.""")
-        story.arpfix("verify", "-i", inventory, "-q")
+        story.arpfix("verify", "-i", inventory)
+        story.ok("every server passed the audit, stays silent on ARP for the VIP, and answers a DR-forwarded SYN from the VIP")
 
         story.chapter("Real traffic through the bundled DR agent", """
             The agent host claims the VIP (after checking nobody else answers for it) and forwards each
@@ -173,17 +179,27 @@ def run_demo(name: str, hosts: int, keep: bool) -> None:
         _traffic_through_agent(story, name, inventory, vip)
 
         story.chapter("Apply again", "Idempotent: the second run changes nothing and says so.")
-        story.arpfix("apply", "-i", inventory, "--yes", "-q")
+        story.arpfix("apply", "-i", inventory, "--yes")
 
-        story.chapter("Audit", "Runtime and on-disk state (what survives a reboot) both compliant: exit 0.")
-        story.arpfix("audit", "-i", inventory, "-q")
+        story.chapter("Audit", """
+            Runtime and on-disk state (what survives a reboot) both compliant: exit 0. The table
+            counts each server's checks; `-v` lists every one with its expected and actual value.""")
+        story.arpfix("audit", "-i", inventory)
 
         story.chapter("Roll back", """
             From each server's journal, newest first: restore the previous values where they are still
-            what arpfix set, remove only what arpfix created. rs1's VIP was there before: it stays.""")
-        story.arpfix("rollback", "-i", inventory, "--yes", "-q")
-        story.arpfix("audit", "-i", inventory, "-q", expect=(3,), show=False)
-        story.ok("back to the starting state")
+            what arpfix set, remove only what arpfix created. rs1's VIP was there before: it stays.
+            This brings the ARP problem back on purpose: rs1 is again as we left it in step 3.""")
+        story.arpfix("rollback", "-i", inventory, "--yes")
+        story.chapter("Audit after the rollback", """
+            Every server drifts again (exit 3), exactly as in step 2; rs1 also still has the VIP.""")
+        story.arpfix("audit", "-i", inventory, expect=(3,))
+        answered = _arping(name, vip)
+        for mac in sorted(answered):
+            click.echo(f"   {vip} is-at {mac}  ({macs.get(mac, 'unknown')})")
+        if not any(m in macs for m in answered):
+            raise click.ClickException("after the rollback rs1 should answer ARP for the VIP again")
+        story.ok("back to the starting state, ARP problem included: rollback undoes arpfix exactly")
     finally:
         if keep:
             click.echo(f"\nThe lab stays up (--keep). Remove it with: arpfix lab down --name {name}")

@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from arpfix.errors import ArpfixError
 from arpfix.model import HostResult
+from arpfix.report import plural
 from arpfix.secrets import redact
 from arpfix.settings import Host
 
@@ -96,8 +97,11 @@ def run_on_hosts(
     def guarded(host: Host) -> HostResult:
         if stopping.is_set():
             return HostResult(host.name, host.platform, "not started", error="interrupted before it started")
+        started = time.monotonic()
         try:
-            return step(host)
+            result = step(host)
+            result.seconds = time.monotonic() - started
+            return result
         except ArpfixError as exc:
             return HostResult(host.name, host.platform, "error", error=redact(str(exc)))
         except Exception as exc:  # noqa: BLE001 - a bug on one host must not kill the run
@@ -128,8 +132,8 @@ def run_on_hosts(
                 for future in pending:
                     future.cancel()
                 running = sum(1 for f in pending if f.running())
-                tracker.say(f"{label}: interrupted: starting no new host; waiting up to {grace:g}s for {running} "
-                            "host(s) in flight (Ctrl-C again to stop waiting)")
+                tracker.say(f"{label}: interrupted: starting no new host; waiting up to {grace:g}s for "
+                            f"{plural(running, 'host')} in flight (Ctrl-C again to stop waiting)")
             if interrupted_at is not None and pending and (
                     counter.presses > 1 or time.monotonic() - interrupted_at > grace):
                 break
@@ -149,8 +153,10 @@ def run_on_hosts(
     if out.interrupted:
         in_flight = sum(1 for r in out if r.status == "interrupted")
         if in_flight:
-            tracker.say(f"{label}: {in_flight} host(s) were still running when arpfix stopped waiting: their scripts "
-                        "may have finished; run `arpfix audit`")
+            one = in_flight == 1
+            tracker.say(f"{label}: {plural(in_flight, 'host')} {'was' if one else 'were'} still running when arpfix "
+                        f"stopped waiting: {'its script' if one else 'their scripts'} may have finished, may still be "
+                        f"running or stopped part-way; run `arpfix audit` to see {'its' if one else 'their'} state")
         # further Ctrl-C are counted, not raised, until the process exits with 130 after its report
     else:
         restore()

@@ -8,6 +8,7 @@ target accepts; quoting (arpfix.quoting) is the second wall.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import ipaddress
@@ -87,6 +88,7 @@ SSH_FIELDS: dict[str, FieldRule] = {
     "passphrase": FieldRule("secret"),
     "connect_timeout": FieldRule("number", low=0.1, high=3600),
     "command_timeout": FieldRule("number", low=0.1, high=86400),
+    "proxy_command": FieldRule("text"),
 }
 WINRM_FIELDS: dict[str, FieldRule] = {
     "scheme": FieldRule("choice", allowed=("https", "http")),
@@ -475,7 +477,9 @@ def validate(
             (g for g, members in expanded_groups.items() if name in members),
             key=lambda g: (depth.get(g, 0), group_order.get(g, 0)),
         )
-        resolved = _merge([defaults] + [group_vars.get(g, {}) for g in memberships] + [own])
+        layers = [(("defaults",), defaults)] + [(("groups", g, "vars"), group_vars.get(g, {})) for g in memberships]
+        layers.append((path, own))
+        resolved = _merge([layer for _, layer in layers])
         address = v.address(body.get("address"), path + ("address",))
         if address is not None:
             if address in seen_addresses:
@@ -529,6 +533,7 @@ def validate(
             arp_scope=resolved.get("arp_scope"),
             cloud=resolved.get("cloud", "auto"),
             line=located.line_of(path),
+            files=_named_files(located, layers, platform, resolved),
         )
         if platform == "windows" and resolved.get("method", "loopback") != "loopback":
             v.error(path + ("method",), "Windows hosts support only the 'loopback' method")
@@ -548,6 +553,52 @@ def validate(
         load_balancer=load_balancer,
         agent=agent,
     )
+
+
+FILE_FIELDS = {"linux": (("ssh", "key_file"),),
+               "windows": (("winrm", "ca_bundle"), ("winrm", "cert_pem"), ("winrm", "cert_key_pem"))}
+
+
+def _named_files(located: Located, layers: list[tuple[Path, dict[str, Any]]], platform: str,
+                 resolved: dict[str, Any]) -> tuple[tuple[str, str, int], ...]:
+    """The local files a host's settings name, each with the line of the layer that sets it."""
+    out = []
+    for section, key in FILE_FIELDS.get(platform, ()):
+        value = resolved.get(section, {}).get(key)
+        if not value:
+            continue
+        origin = next(layer_path for layer_path, layer in reversed(layers) if key in layer.get(section, {}))
+        out.append((_dotted(origin + (section, key)), str(value), located.line_of(origin + (section, key))))
+    return tuple(out)
+
+
+def check_files(inventory: Inventory, hosts: list[Host]) -> None:
+    """`inventory check`: every key file, CA bundle and client certificate the selected hosts name
+    can be read here; InventoryError (exit 2) with file:line otherwise, before anything connects.
+    One line per file, at the first place that names it, with the hosts that use it."""
+    found: dict[str, tuple[int, str, str, list[str]]] = {}  # path -> (line, field, problem, hosts)
+    for host in hosts:
+        for field, path, line in host.files:
+            if path in found:
+                found[path][3].append(host.name)
+                continue
+            full = os.path.expanduser(path)
+            if not os.path.exists(full):
+                message = "no such file"
+            elif os.path.isdir(full) and not field.endswith("ca_bundle"):  # a CA directory is fine (requests)
+                message = "is a directory, not a file"
+            elif not os.access(full, os.R_OK):
+                message = "not readable by this user"
+            else:
+                message = ""
+            found[path] = (line, field, message, [host.name])
+    problems = []
+    for path, (line, field, message, users) in found.items():
+        if message:
+            who = ", ".join(users[:3]) + (f" and {len(users) - 3} more" if len(users) > 3 else "")
+            problems.append(InventoryProblem(line, field, f"{path}: {message} ({'host' if len(users) == 1 else 'hosts'} {who})"))
+    if problems:
+        raise InventoryError(inventory.path, problems)
 
 
 def _is_ip(text: str) -> bool:
@@ -697,35 +748,57 @@ def _load_balancer(v: _Validator, raw: Any) -> LoadBalancer | None:
     if raw is None:
         return None
     body = v.mapping(raw, ("load_balancer",))
-    v.keys(body, ("name", "macs"), ("load_balancer",))
+    v.keys(body, ("name", "macs", "addresses"), ("load_balancer",))
     name = v.text(body.get("name", "load-balancer"), ("load_balancer", "name"), HOST_NAME, "name")
     macs = []
     for index, mac in enumerate(v.sequence(body.get("macs"), ("load_balancer", "macs"))):
         text = v.text(mac, ("load_balancer", "macs", index), MAC, "MAC address (aa:bb:cc:dd:ee:ff)")
         if text:
             macs.append(text.lower())
-    return LoadBalancer(name or "load-balancer", tuple(macs))
+    addresses = []  # the load balancer's own addresses: the real servers' route to them is audited
+    for index, value in enumerate(v.sequence(body.get("addresses", []), ("load_balancer", "addresses"))):
+        address = v.address(value, ("load_balancer", "addresses", index))
+        if address is not None:
+            addresses.append(str(address))
+    return LoadBalancer(name or "load-balancer", tuple(macs), tuple(addresses))
 
 
 def _agent(v: _Validator, raw: Any, hosts: dict[str, Host], raw_hosts: dict[Any, Any]) -> AgentSettings | None:
     if raw is None:
         return None
     body = v.mapping(raw, ("agent",))
-    v.keys(body, ("host", "interface"), ("agent",))
-    name = body.get("host")
-    if name is None:
-        v.error(("agent", "host"), "is required: the Linux host that runs probes and the agent")
-        return None
-    if not isinstance(name, str):
-        v.error(("agent", "host"), f"must be a host name, not {_kind(name)}")
-        return None
-    if name not in raw_hosts:
-        v.error(("agent", "host"), f"unknown host {name!r}")
-        return None
-    if name in hosts and hosts[name].platform != "linux":
-        v.error(("agent", "host"), f"the agent host must be a linux host; '{name}' is {hosts[name].platform}")
+    v.keys(body, ("host", "hosts", "interface", "vrrp_id"), ("agent",))
+    if "hosts" in body:  # a keepalived pair (docs/agent.md)
+        if "host" in body:
+            v.error(("agent", "host"), "give either host (one agent) or hosts (a pair), not both")
+            return None
+        names = v.sequence(body["hosts"], ("agent", "hosts"))
+        if len(names) != 2:
+            v.error(("agent", "hosts"), "must name exactly two hosts (the pair)")
+            return None
+        path_names = [(("agent", "hosts", i), name) for i, name in enumerate(names)]
+    else:
+        path_names = [(("agent", "host"), body.get("host"))]
+    for path, name in path_names:
+        if name is None:
+            v.error(path, "is required: the Linux host that runs probes and the agent")
+            return None
+        if not isinstance(name, str):
+            v.error(path, f"must be a host name, not {_kind(name)}")
+            return None
+        if name not in raw_hosts:
+            v.error(path, f"unknown host {name!r}{_did_you_mean(name, [str(h) for h in raw_hosts])}")
+            return None
+        if name in hosts and hosts[name].platform != "linux":
+            v.error(path, f"the agent host must be a linux host; '{name}' is {hosts[name].platform}")
+    members = tuple(str(name) for _path, name in path_names)
+    if len(set(members)) != len(members):
+        v.error(("agent", "hosts"), "must name two different hosts")
     interface = v.text(body.get("interface"), ("agent", "interface"), LINUX_IFNAME, "Linux interface name")
-    return AgentSettings(str(name), interface)
+    vrrp_id = v.number(body.get("vrrp_id"), ("agent", "vrrp_id"), 1, 255)
+    if vrrp_id is not None and vrrp_id != int(vrrp_id):
+        v.error(("agent", "vrrp_id"), f"must be a whole number from 1 to 255, not {body.get('vrrp_id')!r}")
+    return AgentSettings(members[0], interface, members, int(vrrp_id) if vrrp_id is not None else 51)
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -752,7 +825,11 @@ def load_inventory(
     if inventory_format not in ("auto", "arpfix", "ansible"):
         raise UsageError(f"unknown inventory format {inventory_format!r}")
     located: Located | None = None
-    if inventory_format != "ansible" and not os.path.isdir(path):
+    extension = os.path.splitext(path)[1].lower()
+    # Ansible's order: the extension first (its yaml plugin reads only .yml/.yaml/.json or no
+    # extension; .ini is INI), then the content (YAML that is not a mapping is tried as INI)
+    if inventory_format == "arpfix" or (inventory_format == "auto" and not os.path.isdir(path)
+                                        and extension not in INI_EXTENSIONS):
         text = read_text(path)
         try:
             located = load_yaml(text, path)
@@ -760,17 +837,44 @@ def load_inventory(
             if inventory_format == "arpfix" or not _maybe_ini(text):
                 raise
             located = None
+        if (located is not None and inventory_format == "auto" and extension not in YAML_EXTENSIONS
+                and isinstance(located.data, str) and _maybe_ini(text)):
+            located = None  # `rs1 ansible_host=...` on the first line: one YAML string, an INI host to Ansible
     if located is not None and (inventory_format == "arpfix" or not _looks_like_ansible(path, located.data)):
         return validate(located, allow_plaintext_secrets=allow_plaintext_secrets)
     from arpfix.ansible_inventory import load_ansible_inventory
 
     raw, host_lines = load_ansible_inventory(path)
+    skipped = raw.pop("_skipped", {})
     lines: dict[Path, int] = {("hosts", name): line for name, line in host_lines.items() if line}
-    return validate(Located(raw, lines, path), allow_plaintext_secrets=allow_plaintext_secrets)
+    inventory = validate(Located(raw, lines, path), allow_plaintext_secrets=allow_plaintext_secrets)
+    if not skipped:
+        return inventory
+    return dataclasses.replace(inventory, skipped=tuple((name, tuple(groups)) for name, groups in skipped.items()))
+
+
+INI_EXTENSIONS = (".ini",)
+YAML_EXTENSIONS = (".yml", ".yaml", ".json")
 
 
 def _maybe_ini(text: str) -> bool:
-    return bool(re.search(r"^\s*\[[^\]]+\]\s*$", text, re.MULTILINE)) or "=" in text
+    if re.search(r"^\s*\[[^\]]+\]\s*$", text, re.MULTILINE) or "=" in text:
+        return True
+    # a bare list of host names, one a line (what ansible-inventory reads as ungrouped hosts)
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("#", ";"))]
+    return bool(lines) and all(re.fullmatch(r"[A-Za-z0-9_.:\[\]-]+", line) for line in lines)
+
+
+def skipped_notes(inventory: Inventory, limit: tuple[str, ...] | list[str] | None) -> list[str]:
+    """One note per host the loader left out (ansible_connection=local) that --limit selects."""
+    patterns = [p.strip() for item in limit or () for p in item.split(",") if p.strip()]
+    notes = []
+    for name, groups in inventory.skipped:
+        if patterns and not any(fnmatch.fnmatchcase(n, p) for p in patterns for n in (name, *groups)):
+            continue
+        notes.append(f"{inventory.path}: host '{name}' is skipped: ansible_connection=local "
+                     "(arpfix reaches hosts over SSH or WinRM only)")
+    return notes
 
 
 def select_hosts(inventory: Inventory, limit: tuple[str, ...] | list[str] | None) -> list[Host]:
@@ -788,6 +892,9 @@ def select_hosts(inventory: Inventory, limit: tuple[str, ...] | list[str] | None
             if fnmatch.fnmatchcase(group, pattern):
                 matched.update(members)
         if not matched:
+            if any(fnmatch.fnmatchcase(n, pattern) for name, groups in inventory.skipped for n in (name, *groups)):
+                raise UsageError(f"--limit {pattern!r} matches only hosts arpfix skips (ansible_connection=local) "
+                                 f"in {inventory.path}")
             raise UsageError(f"--limit {pattern!r} matches no host or group in {inventory.path}")
         chosen |= matched
     return [host for name, host in inventory.hosts.items() if name in chosen]

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 HostStatus = Literal[
-    "ok", "changed", "pending", "failed", "error", "compliant", "drift", "verified", "unreachable"
+    "ok", "changed", "pending", "blocked", "partial", "kept", "failed", "error", "unreachable", "compliant",
+    "drift", "verified", "unverified", "interrupted", "not started",
 ]
 
 
@@ -76,6 +77,7 @@ class HostResult:
     facts: dict[str, Any] | None = None
     script: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None  # how long the host took (shown under -v; not in the JSON)
 
     @property
     def failed(self) -> bool:

@@ -6,6 +6,7 @@ session: the script re-reads, journals, applies and returns the new facts) -> re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ from arpfix.errors import ArpfixError, TransportError
 from arpfix.model import HostResult
 from arpfix.platforms import get_platform
 from arpfix.settings import Host, Inventory
-from arpfix.transport import TransportOptions, make_transport
+from arpfix.transport import Transport, TransportOptions, make_transport
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,22 @@ class RunContext:
     inventory: Inventory
     transport_options: TransportOptions
     show_script: bool = False
+    # Who carries the scripts: None is arpfix's own SSH/WinRM (make_transport); the Ansible
+    # collection passes one that sends them over the task's Ansible connection instead.
+    transport_factory: Callable[[Host], Transport] | None = None
+
+
+def open_transport(host: Host, ctx: RunContext) -> Transport:
+    """A transport to `host`: the context's factory where it has one, else arpfix's own."""
+    if ctx.transport_factory is not None:
+        return ctx.transport_factory(host)
+    return make_transport(host, ctx.transport_options)
 
 
 def gather_raw(host: Host, ctx: RunContext) -> tuple[Any, Any, dict[str, Any]]:
     """(platform, open transport, the facts script's own JSON): the facts round trip."""
     platform = get_platform(host.platform)
-    transport = make_transport(host, ctx.transport_options)
+    transport = open_transport(host, ctx)
     return platform, transport, transport.run_script(platform.facts_script(host, ctx.inventory))
 
 
@@ -63,7 +74,7 @@ def _journaled_since(host: Host, ctx: RunContext, platform: Any, count: int) -> 
     over a new connection (None: the host cannot be read now)."""
     transport = None
     try:
-        transport = make_transport(host, ctx.transport_options)
+        transport = open_transport(host, ctx)
         journal = parse_facts(platform, host, transport.run_script(platform.facts_script(host, ctx.inventory))).get("journal", [])
     except ArpfixError:
         return None

@@ -13,8 +13,10 @@ from arpfix.secrets import redact
 
 _COLOURS = {
     "ok": "32", "compliant": "32", "verified": "32", "changed": "33", "pending": "33",
-    "drift": "33", "failed": "31", "error": "31", "unreachable": "31",
+    "drift": "33", "kept": "33", "not started": "33", "unverified": "33",
+    "failed": "31", "error": "31", "unreachable": "31", "blocked": "31", "partial": "31", "interrupted": "31",
 }
+CELL_WIDTH = 70  # a longer finding is cut here in a table cell; -v shows it whole, wrapped
 
 
 # XML escaping for JUnit (xml.sax.saxutils would import urllib and email: 20 ms of start-up)
@@ -41,13 +43,29 @@ def paint(text: str, status: str, colour: bool) -> str:
 
 
 def short(value: Any) -> str:
-    if value is None:
+    """A value as an administrator writes it: yes/no, `-` for nothing, lists comma-separated."""
+    if value is None or value == "" or value == [] or value == () or value == {}:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
-        return ", ".join(short(v) for v in value) or "[]"
+        return ", ".join(short(v) for v in value)
     if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
+        return ", ".join(f"{k}={short(v)}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0])))
     return str(value)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """"1 host", "2 hosts", "1 VIP", "3 VIPs"."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
+def clip(text: str, width: int = CELL_WIDTH) -> str:
+    """One table cell: text longer than `width` is cut, and says where the rest is."""
+    text = " ".join(str(text).split())
+    if len(text) <= width:
+        return text
+    return text[: width - 12].rstrip() + " ... (-v: all)"
 
 
 def as_json(document: dict[str, Any]) -> str:
@@ -58,42 +76,51 @@ def hosts_document(results: Iterable[HostResult], **extra: Any) -> dict[str, Any
     return {"hosts": [r.to_json() for r in results], **extra}
 
 
-def table(rows: list[list[Any]], headers: list[str]) -> str:
+def table(rows: list[list[Any]], headers: list[str], wrap: dict[int, int] | None = None) -> str:
+    """A plain table; `wrap` maps a column index to the width its cells wrap at (for -v)."""
     from tabulate import tabulate
 
-    return redact(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+    assert all(headers), "every column has a header"
+    widths = [wrap.get(i) for i in range(len(headers))] if wrap else None
+    return redact(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True, maxcolwidths=widths))
 
 
 def junit(results: list[HostResult], suite: str) -> str:
-    """One testsuite; a testcase per host and check (audit findings / verify probes)."""
-    cases: list[str] = []
-    failures = errors = 0
+    """The audit's JUnit: a testcase per host and check; an unreachable host is one error. A failing
+    check's fix is a `fix` property of its case (and a line of a warning's system-out)."""
+    cases: list[tuple[str, str, str, str, str]] = []
     for result in results:
-        checks = result.extra.get("probes") or [f.to_json() for f in result.findings]
-        if result.status in ("error", "unreachable"):
-            errors += 1
-            cases.append(
-                f'  <testcase classname={quoteattr(result.name)} name="connect">'
-                f"<error message={quoteattr(result.error)}/></testcase>"
-            )
+        if result.status in ("error", "unreachable", "interrupted", "not started"):
+            cases.append((result.name, "connect", "error", result.error or result.status, ""))
             continue
-        for check in checks:
-            name = check.get("check") or check.get("probe") or "check"
-            fix = check.get("fix") or ""
-            fix_property = (f"<properties><property name=\"fix\" value={quoteattr(str(fix))}/></properties>"
-                            if fix and not check.get("ok") else "")
+        for check in (f.to_json() for f in result.findings):
+            name = str(check.get("check") or "check")
+            fix = str(check.get("fix") or "") if not check.get("ok") else ""
             if check.get("severity") == "warning":
-                text = short(check.get("detail")) + (f"\nfix: {fix}" if fix and not check.get("ok") else "")
-                body = f"{fix_property}<system-out>{escape(text)}</system-out>"
+                text = short(check.get("detail")) + (f"\nfix: {fix}" if fix else "")
+                cases.append((result.name, name, "out", text, fix))
             elif not check.get("ok"):
-                failures += 1
                 message = check.get("detail") or f"expected {short(check.get('expected'))}, got {short(check.get('actual'))}"
-                body = f"{fix_property}<failure message={quoteattr(str(message))}/>"
+                cases.append((result.name, name, "failure", str(message), fix))
             else:
-                body = ""
-            cases.append(f"  <testcase classname={quoteattr(result.name)} name={quoteattr(str(name))}>{body}</testcase>")
+                cases.append((result.name, name, "pass", "", ""))
+    return junit_suite(suite, cases)
+
+
+def junit_suite(suite: str, cases: list[tuple[str, str, str, str, str]]) -> str:
+    """One testsuite from (classname, name, kind, message, fix); kind: pass, failure, error,
+    skipped, out (a passing case with system-out); a fix becomes the case's `fix` property."""
+    lines = []
+    for classname, name, kind, message, fix in cases:
+        body = f'<properties><property name="fix" value={quoteattr(fix)}/></properties>' if fix else ""
+        if kind in ("failure", "error", "skipped"):
+            body += f"<{kind} message={quoteattr(message)}/>"
+        elif kind == "out":
+            body += f"<system-out>{escape(message)}</system-out>"
+        lines.append(f"  <testcase classname={quoteattr(classname)} name={quoteattr(name)}>{body}</testcase>")
+    counts = {kind: sum(1 for case in cases if case[2] == kind) for kind in ("failure", "error", "skipped")}
     header = (
-        f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name={quoteattr(suite)} '
-        f'tests="{len(cases)}" failures="{failures}" errors="{errors}">'
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name={quoteattr(suite)} tests="{len(cases)}" '
+        f'failures="{counts["failure"]}" errors="{counts["error"]}" skipped="{counts["skipped"]}">'
     )
-    return redact("\n".join([header, *cases, "</testsuite>"]))
+    return redact("\n".join([header, *lines, "</testsuite>"]))

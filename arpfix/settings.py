@@ -22,6 +22,7 @@ class SshSettings:
     passphrase: SecretRef | None = None
     connect_timeout: float = 10.0
     command_timeout: float = 120.0
+    proxy_command: str | None = None  # OpenSSH ProxyCommand (from Ansible's ProxyJump / ProxyCommand)
 
 
 @dataclass(frozen=True)
@@ -77,18 +78,23 @@ class Host:
     arp_scope: str | None = None  # linux: "all" | "nic"; None: all, or nic where containers are detected
     cloud: str = "auto"  # auto (detect from DMI) | none | aws | gcp | azure
     line: int = 0  # where the host is defined (for messages)
+    # the local files the host's settings name: (field, path, line of the inventory that sets it)
+    files: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass(frozen=True)
 class LoadBalancer:
     name: str
     macs: tuple[str, ...]
+    addresses: tuple[str, ...] = ()  # its own IP addresses (validated): servers' routes to them are audited
 
 
 @dataclass(frozen=True)
 class AgentSettings:
-    host: str
+    host: str  # the agent host; in a pair, the first of `hosts`
     interface: str | None = None
+    hosts: tuple[str, ...] = ()  # a keepalived pair (`agent.hosts: [a, b]`), else just (host,)
+    vrrp_id: int = 51  # the pair's VRRP virtual_router_id (1-255), unique on the segment
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,15 @@ class Inventory:
     vips: tuple[Vip, ...]
     load_balancer: LoadBalancer | None = None
     agent: AgentSettings | None = None
+    # hosts the loader left out on purpose (an Ansible host with ansible_connection=local): (name, groups)
+    skipped: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def agent_hosts(self) -> frozenset[str]:
+        """The agent host, or both nodes of a keepalived pair (none without `agent:`)."""
+        if self.agent is None:
+            return frozenset()
+        return frozenset((self.agent.host, *self.agent.hosts))
 
     def vips_for(self, host_name: str) -> tuple[Vip, ...]:
         """The VIPs this host is a real server for (its desired state)."""

@@ -18,6 +18,7 @@ from arpfix.errors import ArpfixError, UsageError
 from arpfix.model import HostResult
 from arpfix.platforms.linux.facts import nic_for
 from arpfix.quoting import sh_quote
+from arpfix.report import plural
 from arpfix.settings import Host, Inventory
 
 PROBE_SOURCE = Path(__file__).parent / "probe" / "segment.py"
@@ -110,9 +111,7 @@ def verify(inventory: Inventory, hosts: list[Host], ctx: operations.RunContext, 
 
                 probes = segment.run(request)
             else:
-                from arpfix.transport import make_transport
-
-                transport = make_transport(agent, ctx.transport_options)
+                transport = operations.open_transport(agent, ctx)
                 try:
                     probes = transport.run_script(probe_script(request), timeout=60 + 3 * len(request["dr"]))
                 finally:
@@ -137,15 +136,17 @@ def verify(inventory: Inventory, hosts: list[Host], ctx: operations.RunContext, 
         entry["probes"].append({
             "probe": "audit", "ok": not failing,
             "detail": "; ".join(f"{f.check}: {f.detail or f'expected {f.expected}, got {f.actual}'}" for f in failing)
-            or f"{len(result.findings)} checks compliant",
+            or f"{plural(len(result.findings), 'check')} compliant",
+            "findings": [{"check": f.check, "detail": f.detail} for f in failing],
         })
         own_macs = {iface["mac"].lower() for name, iface in (result.facts or {}).get("interfaces", {}).items()
                     if iface.get("mac") and name != "lo"}
         for vip in inventory.vips_for(host.name):
             if vip.family != 4:
                 continue
-            if probe_error:
-                entry["probes"].append({"probe": f"arp {vip.address}", "ok": False, "detail": probe_error})
+            if probe_error:  # one error of the probing host (segment.error), not a failure of this server
+                entry["probes"].append({"probe": f"arp {vip.address}", "ok": False, "skipped": True,
+                                        "detail": f"not probed: {probe_error}"})
                 continue
             leaked = [r["mac"] for r in arp_replies if r["vip"] == str(vip.address) and r["mac"] in own_macs]
             entry["probes"].append({
@@ -156,11 +157,13 @@ def verify(inventory: Inventory, hosts: list[Host], ctx: operations.RunContext, 
             if outcome["host"] == host.name:
                 entry["probes"].append({"probe": f"dr {outcome['vip']}:tcp/{outcome['port']}", "ok": outcome["ok"],
                                         "detail": outcome["detail"]})
-        entry["status"] = "verified" if all(p["ok"] for p in entry["probes"]) else "failed"
+        run = [p for p in entry["probes"] if not p.get("skipped")]
+        entry["status"] = "failed" if not all(p["ok"] for p in run) else (
+            "unverified" if len(run) < len(entry["probes"]) else "verified")
         hosts_out.append(entry)
     unknown = [r for r in arp_replies if not r["allowed"] and r["host"] not in {h.name for h in targets}]
     segment = {"arp_replies": arp_replies, "probe_host": agent.name, "interface": request["interface"],
-               "unknown_answers": unknown}
+               "vips": request["vips"], "unknown_answers": unknown}
     if probe_error:
         segment["error"] = probe_error
     if end_to_end:

@@ -83,6 +83,9 @@ def load_yaml(text: str, source: str) -> Located:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
         problem = exc.problem or exc.context or "invalid YAML"
+        if mark and _tab_at(text, mark.line, mark.column):
+            problem = (f"a tab at column {mark.column + 1}: YAML indents with spaces only "
+                       f"(replace the tab with spaces) ({problem})")
         raise _fail(source, line, f"not valid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise _fail(source, 0, f"not valid YAML: {exc}") from None
@@ -95,6 +98,14 @@ def load_yaml(text: str, source: str) -> Located:
     located = Located(None, {}, source)
     located.data = _convert(node, (), located, 0)
     return located
+
+
+def _tab_at(text: str, line: int, column: int) -> bool:
+    """Whether a YAML error points at a tab (or at text a tab indents): libyaml's message does not say."""
+    lines = text.splitlines()
+    if not 0 <= line < len(lines):
+        return False
+    return "\t" in lines[line][: column + 1]
 
 
 def _check_size(root: yaml.Node, source: str) -> None:

@@ -4,6 +4,7 @@ For kernels without nftables `fwd` (or for diagnosis). Same slot scheduling as t
 but its own hash (CRC-32 of the flow key), so flows do not keep their server across a switch of
 data plane. Flows are pinned like the nft pin sets: a flow key seen before goes to the server it
 went to (drain keeps open connections), until PIN_TIMEOUT of silence or until that server fails.
+ICMP fragmentation-needed / packet-too-big errors to a VIP go to the server of the embedded flow.
 The socket uses PACKET_VNET_HDR, so checksum-offload and GSO frames pass through
 intact (the kernel finishes them on send). The agent's own kernel would also see the frames and
 answer SYNs for the VIP with RSTs: the ruleset in afpacket mode drops the service traffic at
@@ -18,6 +19,8 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
+
+from arpfix.agent.scheduler import SLOTS
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -43,6 +46,7 @@ class Forwarder(threading.Thread):
         self.ifname = ifname
         self.agent_mac = _mac(agent_mac)
         self.match = {(item.address, item.protocol, item.port): item for item in listeners}
+        self.icmp = {item.address: item for item in listeners}  # VIP address -> (index, affinity)
         self.names: dict[bytes, str] = {}  # MAC -> server name, for counters
         self.add_servers(servers)
         self.tables: dict[int, list[bytes | None]] = {}
@@ -125,6 +129,8 @@ class Forwarder(threading.Thread):
                 continue
             item = match.get((dst, proto, (buf[l4 + 2] << 8) | buf[l4 + 3]))
             if item is None:
+                if proto in (1, 58):
+                    self._icmp(sock, buf, n, l4, proto, dst)
                 continue
             table = tables.get(item.vip)
             if not table:
@@ -139,7 +145,7 @@ class Forwarder(threading.Thread):
                 mac = pin[0]
                 pin[1] = now
             else:
-                mac = table[zlib.crc32(key) & 0xFF]
+                mac = table[zlib.crc32(key) % SLOTS]
                 if mac is None:
                     continue
                 if len(flows) >= PIN_LIMIT:
@@ -156,6 +162,41 @@ class Forwarder(threading.Thread):
                 counter = counters[names.get(mac, "?") + f"/{item.vip}"] = [0, 0]
             counter[0] += 1
             counter[1] += n - VNET
+
+
+    def _icmp(self, sock: socket.socket, buf: bytearray, n: int, l4: int, proto: int, dst: bytes) -> None:
+        """Path-MTU errors to a VIP (ICMP fragmentation needed, ICMPv6 packet too big) go to the
+        server of the embedded flow: its header is VIP -> client, so the client's address and port
+        there are the flow key the client's own packets were hashed (and pinned) by."""
+        item = self.icmp.get(dst)
+        if item is None or n < l4 + 8:
+            return
+        inner = l4 + 8
+        if proto == 1:
+            if buf[l4] != 3 or buf[l4 + 1] != 4 or n < inner + 24 or buf[inner] != 0x45:
+                return
+            source, client, port = buf[inner + 12:inner + 16], buf[inner + 16:inner + 20], buf[inner + 22:inner + 24]
+        else:
+            if buf[l4] != 2 or n < inner + 44:
+                return
+            source, client, port = buf[inner + 8:inner + 24], buf[inner + 24:inner + 40], buf[inner + 42:inner + 44]
+        if bytes(source) != dst:
+            return
+        key = bytes(client) if item.affinity else bytes(client) + bytes(port)
+        pin = self.pins.get(item.vip, {}).get(key)
+        table = self.tables.get(item.vip)
+        mac = pin[0] if pin is not None else (table[zlib.crc32(key) % SLOTS] if table else None)
+        if mac is None:
+            return
+        buf[VNET:VNET + 6] = mac
+        buf[VNET + 6:VNET + 12] = self.agent_mac
+        try:
+            sock.send(memoryview(buf)[:n])
+        except OSError:
+            return
+        counter = self.counters.setdefault(f"icmp/{item.vip}", [0, 0])
+        counter[0] += 1
+        counter[1] += n - VNET
 
 
 def _mac(text: str) -> bytes:

@@ -8,26 +8,32 @@ import signal
 import click
 
 from arpfix.errors import ArpfixError, UsageError
+from arpfix.helptext import SentenceGroup
 
 STATE_DIR = click.option("--state-dir", default=None, envvar="ARPFIX_AGENT_STATE_DIR",
                          help="Where the running agent keeps its state (default /run/arpfix-agent).")
 
 
-@click.group("agent")
+@click.group("agent", cls=SentenceGroup)
 def agent() -> None:
     """Run the bundled DR-mode forwarding agent (labs, pre-go-live proofs, probes)."""
 
 
 @agent.command("run")
-@click.option("-i", "--inventory", "inventory", required=True, help="Inventory file.")
+@click.option("-i", "--inventory", "inventory", required=True, envvar="ARPFIX_INVENTORY", metavar="FILE",
+              help="Inventory file (arpfix YAML or Ansible). Env: ARPFIX_INVENTORY.")
 @click.option("--agent", "agent_name", default=None, help="Agent host (default: the inventory's agent.host).")
-@click.option("--dataplane", type=click.Choice(["auto", "nft", "afpacket"]), default="auto", show_default=True)
+@click.option("--dataplane", type=click.Choice(["auto", "nft", "afpacket"]), default="auto", show_default=True,
+              help="Forwarding: nft (kernel, netdev ingress), afpacket (user-space fallback), auto (nft where the "
+                   "kernel accepts the ruleset, else afpacket).")
 @click.option("--probe-only", is_flag=True, help="Probe VIPs and servers, report, change nothing.")
 @click.option("--force-claim", is_flag=True, help="Claim a VIP even when another MAC already answers for it.")
 @click.option("--interval", type=click.FloatRange(0.1, 60), default=1.0, show_default=True,
               help="Seconds between health checks.")
-@click.option("--rise", type=click.IntRange(1, 100), default=2, show_default=True)
-@click.option("--fall", type=click.IntRange(1, 100), default=2, show_default=True)
+@click.option("--rise", type=click.IntRange(1, 100), default=2, show_default=True,
+              help="Health checks in a row that must pass before a server gets traffic again.")
+@click.option("--fall", type=click.IntRange(1, 100), default=2, show_default=True,
+              help="Health checks in a row that must fail before a server is taken out of the slot table.")
 @click.option("--check-port", type=click.IntRange(1, 65535), default=None,
               help="Health-check this TCP port instead of each service port.")
 @click.option("--dr-check", is_flag=True,
@@ -47,7 +53,8 @@ def run(inventory: str, agent_name: str | None, dataplane: str, probe_only: bool
 
 
 @agent.command("status")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Output format.")
 @STATE_DIR
 def status(fmt: str, state_dir: str | None) -> None:
     """Health, weight, slots and forwarded packets per VIP and server."""
@@ -55,6 +62,27 @@ def status(fmt: str, state_dir: str | None) -> None:
     from arpfix.agent.runner import state_dir as default_dir
 
     click.echo(st.render(st.collect(st.state_path(default_dir(state_dir))), fmt))
+
+
+@agent.command("keepalived")
+@click.option("-i", "--inventory", "inventory", required=True, help="Inventory file (with `agent.hosts: [a, b]`).")
+@click.option("--agent", "agent_name", default=None, help="This node (default: the pair host whose address is local).")
+@click.option("--advert-int", type=click.FloatRange(0.05, 255), default=1.0, show_default=True,
+              help="VRRP advertisement interval in seconds (below 1 s: VRRPv3).")
+@click.option("--garp-refresh", type=click.IntRange(1, 3600), default=10, show_default=True,
+              help="Seconds between gratuitous ARP / unsolicited NA refreshes while MASTER.")
+@STATE_DIR
+def keepalived_config(inventory: str, agent_name: str | None, advert_int: float, garp_refresh: int,
+                      state_dir: str | None) -> None:
+    """Write this node's keepalived.conf, check.sh and notify.sh into the state directory (a pair)."""
+    from arpfix.agent import config as cfg
+    from arpfix.agent import keepalived
+    from arpfix.agent.runner import state_dir as default_dir
+
+    directory = os.path.abspath(default_dir(state_dir))
+    config = cfg.build(cfg.load(inventory), agent_name)
+    for path in keepalived.write(config, directory, advert_int=advert_int, garp_refresh=garp_refresh):
+        click.echo(path)
 
 
 @agent.command("drain")

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, replace
 from arpfix.errors import UsageError
 from arpfix.settings import Inventory, Service
 
-IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
-MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+# Full matches (\A...\Z, never `$`, which also matches before a final newline: "eth0\n" would pass).
+IFNAME = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}\Z")
+MAC = re.compile(r"\A[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,12 @@ class AgentConfig:
     vips: tuple[VipConfig, ...]
     servers: dict[str, RealServer] = field(default_factory=dict)
     inventory_path: str = ""
+    # A keepalived pair (`agent.hosts: [a, b]`): the other node, its address and the VRRP id.
+    # In a pair keepalived owns the VIPs; the agent only forwards (arpfix.agent.keepalived).
+    peer: str | None = None
+    peer_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    vrrp_id: int = 51
+    priority: int = 100  # VRRP priority: the first node of `agent.hosts` 150, the second 100
 
     def with_macs(self, macs: dict[str, str | None]) -> AgentConfig:
         servers = {n: replace(s, mac=macs.get(n, s.mac)) for n, s in self.servers.items()}
@@ -65,7 +72,8 @@ def build(inv: Inventory, agent: str | None = None, interface: str | None = None
           local_interfaces: dict[str, list[str]] | None = None) -> AgentConfig:
     """Inventory -> AgentConfig. `local_interfaces` (name -> addresses) is this host's view, used
     to find the interface that holds the agent's address when none is configured."""
-    name = agent or (inv.agent.host if inv.agent else None)
+    pair = inv.agent.hosts if inv.agent and len(inv.agent.hosts) == 2 else ()
+    name = agent or (_this_node(inv, pair, local_interfaces) if pair else inv.agent.host if inv.agent else None)
     if not name:
         raise UsageError("no agent host: give --agent NAME or an `agent: {host: ...}` section in the inventory")
     host = inv.hosts.get(name)
@@ -73,7 +81,7 @@ def build(inv: Inventory, agent: str | None = None, interface: str | None = None
         raise UsageError(f"agent host {name!r} is not in the inventory's hosts")
     if host.platform != "linux":
         raise UsageError(f"agent host {name!r} must be a linux host, not {host.platform}")
-    ifname = interface or (inv.agent.interface if inv.agent and inv.agent.host == name else None) or host.nic
+    ifname = interface or (inv.agent.interface if inv.agent and name in inv.agent.hosts else None) or host.nic
     if ifname is None:
         interfaces = local_interfaces if local_interfaces is not None else local_addresses()
         for dev, addrs in interfaces.items():
@@ -88,7 +96,7 @@ def build(inv: Inventory, agent: str | None = None, interface: str | None = None
     vips = []
     servers: dict[str, RealServer] = {}
     for vip in inv.vips:
-        members = tuple(s for s in vip.real_servers if s != name)
+        members = tuple(s for s in vip.real_servers if s != name and s not in pair)
         if not vip.services:
             raise UsageError(f"VIP {vip.name!r} has no services")
         vips.append(VipConfig(vip.name, vip.address, tuple(vip.services), members, vip.affinity))
@@ -96,7 +104,20 @@ def build(inv: Inventory, agent: str | None = None, interface: str | None = None
             servers[member] = RealServer(member, inv.hosts[member].address)
     if not vips:
         raise UsageError("the inventory has no VIPs for the agent to serve")
-    return AgentConfig(name, ifname, host.address, tuple(vips), servers, inv.path)
+    peer = next((h for h in pair if h != name), None) if name in pair else None
+    return AgentConfig(name, ifname, host.address, tuple(vips), servers, inv.path, peer,
+                       inv.hosts[peer].address if peer else None, inv.agent.vrrp_id if inv.agent else 51,
+                       150 if pair and name == pair[0] else 100)
+
+
+def _this_node(inv: Inventory, pair: tuple[str, ...], local_interfaces: dict[str, list[str]] | None) -> str:
+    """Which node of the pair this machine is: the one whose address is on a local interface."""
+    interfaces = local_interfaces if local_interfaces is not None else local_addresses()
+    local = {a for addrs in interfaces.values() for a in addrs}
+    mine = [h for h in pair if str(inv.hosts[h].address) in local]
+    if len(mine) != 1:
+        raise UsageError(f"cannot tell which node of the pair ({', '.join(pair)}) this machine is; give --agent NAME")
+    return mine[0]
 
 
 def local_addresses() -> dict[str, list[str]]:

@@ -16,7 +16,7 @@ import re
 import subprocess
 from collections.abc import Sequence
 
-from arpfix.agent.config import IFNAME, MAC, AgentConfig
+from arpfix.agent.config import IFNAME, MAC, AgentConfig, VipConfig
 from arpfix.agent.scheduler import SLOTS
 from arpfix.errors import ArpfixError
 
@@ -55,15 +55,35 @@ def render(config: AgentConfig, agent_mac: str, tables: dict[str, list[str | Non
             key = f"{l3} saddr . th sport . th dport"
             pin_type = f"{addr_type} . inet_service . inet_service"
             hashed = f"{l3} saddr . th sport"
+        icmp_match, icmp_hash = _icmp(vip)
         services = [{"label": str(s), "element": f"{s.protocol} . {int(s.port)}"} for s in vip.services
                     if s.protocol in ("tcp", "udp")]
         vips.append({
             "id": index, "name": vip.name, "address": str(vip.address), "l3": l3, "affinity": vip.affinity,
             "services": services, "servers": servers, "key": key, "pin_type": pin_type, "hash": hashed,
-            "slots": _slot_elements(tables.get(vip.name, []), macs),
+            "slots": _slot_elements(tables.get(vip.name, []), macs), "icmp_match": icmp_match, "icmp_hash": icmp_hash,
         })
     return render_template("agent/dataplane.nft.j2", table=TABLE, device=config.interface, agent_mac=agent_mac,
                            seed=SEED, slots=SLOTS, vips=vips, mode=mode, pin_timeout=PIN_TIMEOUT)
+
+
+def _icmp(vip: VipConfig) -> tuple[str, str]:
+    """(match, hash key) for the path-MTU errors about this VIP's flows, as raw payload offsets from
+    the outer network header (bits): outer IPv4 header without options (20 bytes) or IPv6 without
+    extension headers (40), the ICMP header (8), then the embedded header of the server's packet
+    VIP -> client. The key is the client's address and port there, i.e. `saddr . th sport` (or
+    `saddr`) of the client's own packets, hashed with the same seed into the same slot."""
+    packed = "0x" + ipaddress.ip_address(vip.address).packed.hex()
+    if vip.family == 4:
+        # inner: version/IHL at byte 28 (a plain 20-byte header), saddr 40, daddr 44, dport 50
+        match = (f"ip protocol icmp icmp type destination-unreachable icmp code frag-needed ip hdrlength 5 "
+                 f"@nh,224,8 0x45 @nh,320,32 {packed}")
+        client, port = "@nh,352,32", "@nh,400,16"
+    else:
+        # inner IPv6 at byte 48: saddr 56, daddr 72, L4 at 88 (dport 90)
+        match = f"ip6 nexthdr ipv6-icmp icmpv6 type packet-too-big @nh,448,128 {packed}"
+        client, port = "@nh,576,128", "@nh,720,16"
+    return match, client if vip.affinity == "source-ip" else f"{client} . {port}"
 
 
 def render_update(config: AgentConfig, tables: dict[str, list[str | None]], flush: dict[str, list[str]]) -> str:
@@ -127,4 +147,4 @@ def pinned(vip_index: int, server_index: int) -> int:
     return 0
 
 
-COUNTER_NAME = re.compile(r"^fwd_(\d+)_(\d+)$")
+COUNTER_NAME = re.compile(r"\Afwd_(\d+)_(\d+)\Z")

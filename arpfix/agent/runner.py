@@ -6,6 +6,8 @@ ruleset replaces them in one transaction), resolve the real servers' MACs, probe
 load the data plane, then check health every interval and rewrite the slot tables when health or drains
 change. SIGTERM/SIGINT: remove everything installed (table, VIP addresses, state file), exit 0.
 SIGHUP: reload the inventory and apply the difference. SIGUSR1: re-read the control file (drains).
+In a pair (arpfix.agent.keepalived) keepalived owns the VIPs: the agent claims none, writes the
+heartbeat keepalived's track script reads each round, and logs its role on SIGUSR2 (notify script).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import asdict
 from typing import Any
 
 from arpfix.agent import config as cfg
-from arpfix.agent import nft, scheduler, vip
+from arpfix.agent import keepalived, nft, scheduler, vip
 from arpfix.agent.health import Checker
 from arpfix.errors import ArpfixError
 
@@ -78,6 +80,7 @@ class Agent:
         self.claims: list[vip.Claim] = []
         self.tables: dict[str, list[str | None]] = {}
         self._adopted_vips: list[dict[str, Any]] = []  # a dead agent's VIP entries, kept until write_state
+        self._predecessor: dict[str, list[str | None]] = {}  # a dead agent's slot tables, compared once
         self.up: dict[str, dict[str, bool]] = {}
         self.drained: set[str] = set()
         self.mode = ""
@@ -88,6 +91,7 @@ class Agent:
         self.config: cfg.AgentConfig | None = None
         self.agent_mac = ""
         self._next_arp = 0.0
+        self._role = ""
 
     # -- setup -----------------------------------------------------------------------------
     def _load_config(self, config: cfg.AgentConfig | None = None) -> cfg.AgentConfig:
@@ -137,7 +141,9 @@ class Agent:
         if pid and pid != os.getpid() and pid_alive(pid) and old.get("netns") == _netns_id():
             raise ArpfixError(f"an agent is already running (pid {pid}, state {self.state_file})")
         keep = {(str(v.address), wanted.interface) for v in wanted.vips}
-        for item in old.get("claims", []):
+        # In a pair the VIPs are keepalived's: an address a single agent once claimed may be
+        # keepalived's now, so it is neither adopted nor removed.
+        for item in old.get("claims", []) if not wanted.peer else ():
             stale = vip.Claim(item["address"], item["interface"], int(item["prefix"]))
             if (stale.address, stale.interface) in keep and vip.present(stale.address, stale.interface):
                 self.claims.append(stale)
@@ -146,17 +152,17 @@ class Agent:
                 self.log(f"removed stale VIP {stale.address} from {stale.interface}")
         if nft.exists():
             self.log(f"adopted stale nft table netdev {nft.TABLE}: it forwards until the new ruleset replaces it")
-        # The dead agent's slot tables seed the new ones: flows keep their servers across the restart
-        # (a fresh assignment would move the slots that health changes or drains had moved).
+        # The slot table is a pure function of the healthy servers (arpfix.agent.scheduler), so the
+        # new agent computes the dead one's table again: no flow changes server across the restart.
+        # The dead agent's table is kept only to say so (or how many slots its successor moved).
         wanted_vips = {v.name: v for v in wanted.vips}
         for item in old.get("vips", []):
             v, table = wanted_vips.get(item.get("name")), item.get("slot_table")
             if v is None or item.get("address") != str(v.address) or not isinstance(table, list) \
                     or len(table) != scheduler.SLOTS:
                 continue
-            self.tables[v.name] = [n if n in v.servers else None for n in table]
+            self._predecessor[v.name] = [n if n in v.servers else None for n in table]
             self._adopted_vips.append(item)
-            self.log(f"adopted the slot table of VIP {v.name} (pid {pid} left it)")
         self.write_partial()
 
     def _choose_mode(self) -> str:
@@ -186,7 +192,7 @@ class Agent:
             health = {n: bool(self.config.servers[n].mac) and self.checker.server_up(n, ports) for n in v.servers}
             up_now[v.name] = health
             weights = {n: self.config.servers[n].weight for n in v.servers if health[n] and n not in self.drained}
-            tables[v.name] = scheduler.assign(weights, self.tables.get(v.name))
+            tables[v.name] = scheduler.assign(weights)
             was = self.up.get(v.name, {})
             flush[v.name] = [n for n in v.servers if was.get(n) and not health[n]]
         self.up = up_now
@@ -210,6 +216,11 @@ class Agent:
                                          unpin=failed)
         for v in self.config.vips:
             before = self.tables.get(v.name)
+            inherited = self._predecessor.pop(v.name, None)
+            if inherited is not None:
+                changed = scheduler.moved(inherited, tables[v.name])
+                self.log(f"slot table of VIP {v.name}: " + ("the same as the previous agent's" if not changed
+                         else f"{changed} slots differ from the previous agent's (health or drains differ)"))
             if before != tables[v.name]:
                 live = sorted({n for n in tables[v.name] if n})
                 self.log(f"VIP {v.name}: serving with {', '.join(live) or 'no server'}"
@@ -233,12 +244,18 @@ class Agent:
                     servers[-1]["pinned_flows"] = pinned.get(s.mac.lower(), 0)
             vips.append({"name": v.name, "address": str(v.address), "affinity": v.affinity,
                          "services": [str(s) for s in v.services], "servers": servers,
+                         "slot_digest": scheduler.digest(table),  # equal on both nodes of a healthy pair
                          "slot_table": table})  # read back by the next start after a crash
         data = {"pid": os.getpid(), "netns": _netns_id(), "dataplane": self.mode, "interface": self.config.interface,
                 "agent": self.config.agent, "agent_mac": self.agent_mac, "inventory": os.path.abspath(self.inventory_path),
                 "table": nft.TABLE, "claims": [asdict(c) for c in self.claims], "vips": vips, "updated": time.time(),
                 "health": [{"server": t.server, "port": t.port, "up": t.up, "error": t.last_error}
                            for t in (self.checker.targets.values() if self.checker else [])]}
+        if self.config.peer:
+            found = keepalived.role(self.dir)
+            data["pair"] = {"peer": self.config.peer, "peer_address": str(self.config.peer_address),
+                            "vrrp_id": self.config.vrrp_id, "priority": self.config.priority,
+                            "role": found[0] if found else "unknown", "role_since": found[1] if found else None}
         if self.forwarder is not None:
             data["afpacket_counters"] = {k: {"packets": c[0], "bytes": c[1]} for k, c in self.forwarder.counters.items()}
         write_json(self.state_file, data)
@@ -252,7 +269,7 @@ class Agent:
 
     # -- lifecycle -------------------------------------------------------------------------
     def _signal(self, signum: int, _frame: Any) -> None:
-        names = {int(signal.SIGHUP): "reload", int(signal.SIGUSR1): "control"}
+        names = {int(signal.SIGHUP): "reload", int(signal.SIGUSR1): "control", int(signal.SIGUSR2): "role"}
         self.flags.add(names.get(int(signum), "stop"))
         self.wake.set()
 
@@ -280,13 +297,17 @@ class Agent:
             return self.run_probe_only()
         validated = cfg.build(cfg.load(self.inventory_path), self.agent_name)  # usage errors: touch nothing
         os.makedirs(self.dir, mode=0o755, exist_ok=True)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(signum, self._signal)
         self._lock = _netns_lock()  # before the try: if another agent runs, touch nothing of its
         self.recover_stale(validated)
         try:
             self.config = self._load_config(validated)
-            self._claim_all()
+            if self.config.peer:
+                self.log(f"pair with {self.config.peer} ({self.config.peer_address}): keepalived owns the VIPs, "
+                         "this agent forwards")
+            else:
+                self._claim_all()
             self.mode = self._choose_mode()
             self._read_control()
             self.checker = self._checker(self.config)
@@ -295,6 +316,7 @@ class Agent:
                 self._start_forwarder()
             self._apply(full=True)
             self.write_state()
+            self._heartbeat()
             self.log(f"running: {self.mode} data plane on {self.config.interface}, pid {os.getpid()}")
             self._loop()
         finally:
@@ -345,6 +367,8 @@ class Agent:
             if "control" in flags:
                 self._read_control()
                 self._apply()
+            if "role" in flags:
+                self._log_role()
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + self.interval
                 self.checker.round()
@@ -352,6 +376,24 @@ class Agent:
             if self.forwarder is not None and self.forwarder.error:
                 raise ArpfixError(self.forwarder.error)
             self.write_state()
+            self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        """Pair: tell keepalived's track script that this node can forward (its data plane is
+        loaded and every VIP has a server), or stop saying so and let the peer take the VIPs."""
+        assert self.config
+        if not self.config.peer:
+            return
+        if all(any(self.tables.get(v.name, [])) for v in self.config.vips):
+            keepalived.heartbeat(self.dir, self.mode)
+        else:
+            keepalived.clear_heartbeat(self.dir)
+
+    def _log_role(self) -> None:
+        found = keepalived.role(self.dir)
+        if found and found[0] != self._role:
+            self.log(f"keepalived: this node is now {found[0]}" + (f" (was {self._role})" if self._role else ""))
+            self._role = found[0]
 
     def _retry_macs(self) -> bool:
         """Every 10 s, ask again for servers that did not answer ARP; True when one now has a MAC."""
@@ -378,13 +420,13 @@ class Agent:
             return
         old = self.config
         assert old
-        new_vips = {str(v.address) for v in new.vips}
+        new_vips = {str(v.address) for v in new.vips} if not new.peer else set()
         for c in list(self.claims):
             if c.address not in new_vips or c.interface != new.interface:
                 vip.release(c)
                 self.claims.remove(c)
         self.config = new
-        for v in new.vips:
+        for v in new.vips if not new.peer else ():
             if not any(c.address == str(v.address) for c in self.claims):
                 others = vip.probe(new.interface, self.agent_mac, str(v.address))
                 if others and not self.force_claim:
@@ -406,6 +448,7 @@ class Agent:
 
     def teardown(self) -> None:
         """Remove all we installed; safe to call twice and after a partial start."""
+        keepalived.clear_heartbeat(self.dir)  # first: keepalived hands the VIPs to the peer at once
         if self.forwarder is not None:
             self.forwarder.stop()
             self.forwarder.join(timeout=2)

@@ -22,6 +22,8 @@ def collect(state_file: str) -> dict[str, Any]:
     for index, vip in enumerate(state["vips"]):
         vip["replies_seen"] = counters.get(f"replies_{index}", {}).get("packets", 0)
         vip["local"] = counters.get(f"local_{index}", {}).get("packets", 0)
+        vip["icmp_forwarded"] = (counters.get(f"icmp_{index}", {}) if state.get("dataplane") == "nft"
+                                 else af.get(f"icmp/{index}", {})).get("packets", 0)
         for server in vip["servers"]:
             if state.get("dataplane") == "nft":
                 c = counters.get(f"fwd_{index}_{server['index']}", {})
@@ -41,6 +43,10 @@ def render(state: dict[str, Any], fmt: str = "table") -> str:
     head = (f"agent {state.get('agent')} pid {state.get('pid')} "
             f"({'running' if state.get('running') else 'NOT running'}), {state.get('dataplane')} data plane "
             f"on {state.get('interface')} [{state.get('agent_mac')}]")
+    pair = state.get("pair")
+    if pair:
+        head += (f"\npair: {pair['role']} (keepalived, VRRP id {pair['vrrp_id']}, priority {pair['priority']}),"
+                 f" peer {pair['peer']} {pair['peer_address']}")
     parts = [head]
     for vip in state["vips"]:
         rows = []
@@ -49,7 +55,8 @@ def render(state: dict[str, Any], fmt: str = "table") -> str:
             rows.append([s["name"], s["address"], s["mac"] or "-", health, s["weight"], s["slots"],
                          s.get("pinned_flows", "-"), s["packets"], s["bytes"]])
         parts.append(f"\nVIP {vip['name']} {vip['address']} ({', '.join(vip['services'])}; affinity {vip['affinity']})"
-                     f"  replies seen by the agent: {vip['replies_seen']}")
+                     f"  replies seen by the agent: {vip['replies_seen']}  path-MTU errors forwarded: "
+                     f"{vip['icmp_forwarded']}  slot table {vip.get('slot_digest', '-')}")
         parts.append(tabulate(rows, headers=["server", "address", "mac", "health", "weight", "slots", "pinned",
                                              "packets", "bytes"]))
     return "\n".join(parts)

@@ -10,6 +10,7 @@ import time
 import click
 
 from arpfix.errors import UsageError
+from arpfix.helptext import SentenceGroup
 from arpfix.lab import core
 
 NAME_HELP = "Lab name: 1-8 characters [a-z0-9], starting with a letter; prefixes everything the lab creates."
@@ -19,7 +20,7 @@ def _name_option(func):  # type: ignore[no-untyped-def]
     return click.option("--name", default=core.DEFAULT_NAME, show_default=True, help=NAME_HELP)(func)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=SentenceGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def lab() -> None:
     """Real Linux "servers" on this machine, for trying arpfix end to end.
 
@@ -52,7 +53,8 @@ def up(name: str, hosts: int, state_dir: str | None) -> None:
 
 @lab.command("status")
 @_name_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Output format.")
 def status(name: str, fmt: str) -> None:
     """Show the lab's hosts, addresses and SSH settings."""
     st = core.lab_status(name)

@@ -20,6 +20,13 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+def stdin_safe(script: str) -> str:
+    """`script` for a shell that reads it from stdin (`sh -s`): run in a subshell with stdin from
+    /dev/null, so no command in it can read (swallow) the text that follows. The shell parses the
+    whole subshell before running any of it."""
+    return f"(\n{script.rstrip(chr(10))}\n) </dev/null\n"
+
+
 def parse_json_output(host: str, stdout: str, stderr: str, exit_code: int) -> dict[str, Any]:
     """Turn a script's output into its JSON document, or a TransportError naming what went wrong.
 

@@ -21,7 +21,7 @@ from arpfix.errors import HostKeyError, TransportError
 from arpfix.quoting import sh_quote
 from arpfix.secrets import redact
 from arpfix.settings import Host
-from arpfix.transport.base import parse_json_output
+from arpfix.transport.base import parse_json_output, stdin_safe
 
 # paramiko.config imports `invoke` (about 60 ms) only for ssh_config "Match exec", which arpfix never
 # reads: hide it while paramiko loads, then leave the import system as it was.
@@ -190,6 +190,9 @@ class SshTransport:
             kwargs["password"] = settings.password.resolve("SSH password")
         name = self.host.name
         try:
+            if settings.proxy_command:
+                kwargs["sock"] = paramiko.ProxyCommand(
+                    proxy_command(settings.proxy_command, self.host.connect, settings.port, settings.user))
             client.connect(**kwargs)
         except HostKeyError:
             client.close()
@@ -211,7 +214,9 @@ class SshTransport:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             client.close()
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise TransportError(redact(f"{name}: cannot connect to {self.host.connect}:{settings.port}: {reason}")) from None
+            via = f" through proxy_command {settings.proxy_command!r}" if settings.proxy_command else ""
+            where = f"{self.host.connect}:{settings.port}{via}"
+            raise TransportError(redact(f"{name}: cannot connect to {where}: {reason}")) from None
         self.client = client
         return client
 
@@ -295,9 +300,8 @@ class SshTransport:
             channel = self._channel
             channel.settimeout(limit)
             marker = f"ARPFIX-DONE-{secrets.token_hex(8)}"
-            body = script.rstrip("\n")
             channel.sendall(
-                f"(\n{body}\n) </dev/null\n"
+                f"{stdin_safe(script)}"
                 f"printf '\\n{marker} %s\\n' \"$?\"; printf '\\n{marker}\\n' >&2\n".encode())
             out_marker, err_marker = ("\n" + marker + " ").encode(), ("\n" + marker + "\n").encode()
             stdout, stderr = bytearray(), bytearray()
@@ -365,3 +369,19 @@ class SshTransport:
         if self.client is not None:
             self.client.close()
             self.client = None
+
+
+def proxy_command(template: str, host: str, port: int, user: str) -> str:
+    """An OpenSSH-style ProxyCommand with its tokens filled in (%h host, %p port, %r user, %% a
+    percent sign); paramiko runs the result (split like a shell would, never through a shell)."""
+    tokens = {"h": host, "p": str(port), "r": user, "%": "%"}
+    out, index = [], 0
+    while index < len(template):
+        char = template[index]
+        if char == "%" and index + 1 < len(template) and template[index + 1] in tokens:
+            out.append(tokens[template[index + 1]])
+            index += 2
+        else:
+            out.append(char)
+            index += 1
+    return "".join(out)

@@ -67,6 +67,51 @@ _CLIXML_HEADER = "#< CLIXML"
 _XML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
 
+def full_script(script: str) -> str:
+    """The text PowerShell runs for `script`: the prelude, the script, the exit-code postlude."""
+    return PRELUDE + script + POSTLUDE
+
+
+def loader(name: str, fill: str = "") -> str:
+    """A small PowerShell script that runs a long script from its base64 (UTF-8) text in
+    %TEMP%\\`name`, put there by chunked `echo` uploads (cmd.exe lines are limited) or by `fill`.
+
+    In ConstrainedLanguage (AppLocker/WDAC) the .NET calls are refused when they run
+    (about_Language_Modes), so there certutil decodes the file (`certutil -decode InFile OutFile`, an
+    inbox Windows tool) and Invoke-Expression runs the script, in that same language mode: the facts
+    script needs nothing else."""
+    return (
+        "$ErrorActionPreference = 'Stop'\n"
+        f"$p = Join-Path $env:TEMP '{name}'\n"
+        f"{fill}"
+        "$global:ArpfixExitCode = 1\n"
+        "if ($ExecutionContext.SessionState.LanguageMode -eq 'FullLanguage') {\n"
+        "$b = ([IO.File]::ReadAllText($p)) -replace '\\s', ''\n"
+        "Remove-Item -LiteralPath $p -Force\n"
+        "$s = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($b))\n"
+        "& ([ScriptBlock]::Create($s))\n"
+        "} else {\n"
+        "$o = $p + '.ps1'\n"
+        "& certutil.exe -f -decode $p $o | Out-Null\n"
+        "$d = $LASTEXITCODE\n"
+        "Remove-Item -LiteralPath $p -Force\n"
+        "if ($d -ne 0) { '{\"error\":\"certutil could not decode the uploaded script\"}'; exit 1 }\n"
+        "$s = Get-Content -LiteralPath $o -Raw -Encoding UTF8\n"
+        "Remove-Item -LiteralPath $o -Force\n"
+        "Invoke-Expression $s\n"
+        "}\n"
+        "exit $global:ArpfixExitCode\n"
+    )
+
+
+def stdin_loader() -> str:
+    """The loader for base64 text that arrives on standard input (the Ansible collection over
+    Ansible's winrm connection): `$input` is the piped input of an -EncodedCommand script, as
+    Ansible's own bootstrap_wrapper.ps1 (ansible/executor/powershell/) reads its payload."""
+    return loader(f"arpfix-{_random.token_hex(8)}.b64",
+                  "$input | Out-String | Set-Content -LiteralPath $p -Encoding Ascii -NoNewline\n")
+
+
 def encode_command(script: str) -> str:
     """PowerShell's -EncodedCommand form: base64 of the UTF-16LE script."""
     return base64.b64encode(script.encode("utf-16-le")).decode("ascii")
@@ -357,7 +402,7 @@ class WinrmTransport:
 
     def commands_for(self, script: str) -> list[str]:
         """The cmd.exe command lines that run `script` (one, or chunk uploads + a loader)."""
-        full = PRELUDE + script + POSTLUDE
+        full = full_script(script)
         encoded = encode_command(full)
         if len(POWERSHELL) + len(encoded) <= COMMAND_LINE_LIMIT:
             return [POWERSHELL + encoded]
@@ -367,32 +412,7 @@ class WinrmTransport:
             f'echo {payload[i:i + CHUNK_SIZE]}>>"%TEMP%\\{name}"'
             for i in range(0, len(payload), CHUNK_SIZE)
         ]
-        # The loader decodes the upload. In ConstrainedLanguage (AppLocker/WDAC) the .NET calls are
-        # refused when they run (about_Language_Modes), so there certutil decodes the file
-        # (`certutil -decode InFile OutFile`, an inbox Windows tool) and Invoke-Expression runs the
-        # script, in that same language mode: the facts script needs nothing else.
-        loader = (
-            "$ErrorActionPreference = 'Stop'\n"
-            f"$p = Join-Path $env:TEMP '{name}'\n"
-            "$global:ArpfixExitCode = 1\n"
-            "if ($ExecutionContext.SessionState.LanguageMode -eq 'FullLanguage') {\n"
-            "$b = ([IO.File]::ReadAllText($p)) -replace '\\s', ''\n"
-            "Remove-Item -LiteralPath $p -Force\n"
-            "$s = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($b))\n"
-            "& ([ScriptBlock]::Create($s))\n"
-            "} else {\n"
-            "$o = $p + '.ps1'\n"
-            "& certutil.exe -f -decode $p $o | Out-Null\n"
-            "$d = $LASTEXITCODE\n"
-            "Remove-Item -LiteralPath $p -Force\n"
-            "if ($d -ne 0) { '{\"error\":\"certutil could not decode the uploaded script\"}'; exit 1 }\n"
-            "$s = Get-Content -LiteralPath $o -Raw -Encoding UTF8\n"
-            "Remove-Item -LiteralPath $o -Force\n"
-            "Invoke-Expression $s\n"
-            "}\n"
-            "exit $global:ArpfixExitCode\n"
-        )
-        commands.append(POWERSHELL + encode_command(loader))
+        commands.append(POWERSHELL + encode_command(loader(name)))
         return commands
 
     def run_raw(self, script: str, *, timeout: float | None = None) -> tuple[str, str, int]:
@@ -433,19 +453,7 @@ class WinrmTransport:
     def run_script(self, script: str, *, timeout: float | None = None) -> dict[str, Any]:
         """Run the script and return its JSON document (see Transport.run_script)."""
         stdout, stderr_raw, code = self.run_raw(script, timeout=timeout)
-        stderr, error_records = clean_clixml(stderr_raw)
-        if error_records:
-            # the first line of an error record is its message; the rest is CategoryInfo etc.
-            stderr = error_records[0]
-            if code == 0:
-                # a PowerShell error record is a failure even when the process exited 0
-                raise TransportError(
-                    redact(f"{self.host.name}: remote script reported an error: {stderr}")
-                )
-        try:
-            return parse_json_output(self.host.name, stdout, stderr, code)
-        except TransportError as exc:
-            raise TransportError(redact(str(exc))) from None
+        return parse_output(self.host.name, stdout, stderr_raw, code)
 
     def close(self) -> None:
         if self._protocol is not None:
@@ -454,6 +462,21 @@ class WinrmTransport:
             except Exception:  # noqa: BLE001, S110
                 pass
             self._protocol = None
+
+
+def parse_output(host_name: str, stdout: str, stderr_raw: str, code: int) -> dict[str, Any]:
+    """A PowerShell script's output as its JSON document, or one TransportError line (redacted)."""
+    stderr, error_records = clean_clixml(stderr_raw)
+    if error_records:
+        # the first line of an error record is its message; the rest is CategoryInfo etc.
+        stderr = error_records[0]
+        if code == 0:
+            # a PowerShell error record is a failure even when the process exited 0
+            raise TransportError(redact(f"{host_name}: remote script reported an error: {stderr}"))
+    try:
+        return parse_json_output(host_name, stdout, stderr, code)
+    except TransportError as exc:
+        raise TransportError(redact(str(exc))) from None
 
 
 def _back_off(asked: float, backoff: float, deadline: float) -> float:

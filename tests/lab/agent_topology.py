@@ -22,6 +22,7 @@ PREFIX_NET = "10.77.0"
 VIP = f"{PREFIX_NET}.250"
 VIP6 = "fd77::250"
 AGENT_ADDR = f"{PREFIX_NET}.2"
+AGENT2_ADDR = f"{PREFIX_NET}.4"  # the second node of a pair (n_agents=2)
 CLIENT_ADDR = f"{PREFIX_NET}.3"
 
 SERVICE = r"""
@@ -82,6 +83,7 @@ def can_run() -> str | None:
 class Topology:
     n_servers: int = 3
     n_client_addrs: int = 8
+    n_agents: int = 1  # 2: a keepalived pair, namespaces -agent and -agent2
     services: tuple[int, ...] = (80, 443)
     # The segment stands in for a switch. A Linux bridge with br_netfilter loaded also runs every
     # bridged IP frame through the netfilter hooks of its namespace (bridge-nf-call-*, on by default):
@@ -103,6 +105,14 @@ class Topology:
     @property
     def agent(self) -> str:
         return f"{self.prefix}-agent"
+
+    @property
+    def agent2(self) -> str:
+        return f"{self.prefix}-agent2"
+
+    @property
+    def agents(self) -> list[str]:
+        return [self.agent, self.agent2][:self.n_agents]
 
     def server(self, i: int) -> str:
         return f"{self.prefix}-rs{i}"
@@ -145,6 +155,8 @@ class Topology:
             if not self.bridge_netfilter:
                 self.switch_like_bridge()
             self._host(self.agent, "p-agent", [AGENT_ADDR])
+            if self.n_agents == 2:
+                self._host(self.agent2, "p-agent2", [AGENT2_ADDR])
             self._host(self.client, "p-client", self.client_addrs)
             for i, ns in enumerate(self.servers, 1):
                 self._host(ns, f"p-rs{i}", [self.server_addr(i)])
@@ -156,6 +168,37 @@ class Topology:
             self.teardown()
             raise
         return self
+
+    def add_routed_client(self, mtu: int) -> str:
+        """A client behind a router: `-router` (10.77.0.1 on the segment) forwards to `-far`
+        (10.78.0.2) through a route with a smaller MTU, so the router answers the servers' full-size
+        replies with ICMP "fragmentation needed" (ICMPv6 "packet too big" for fd78::2 behind
+        fd77::1), addressed to the VIP they came from. The servers and the agent route the far
+        networks via the router. Returns the far client's namespace."""
+        router, far = f"{self.prefix}-router", f"{self.prefix}-far"
+        self._host(router, "p-router", [f"{PREFIX_NET}.1"])
+        self._ns(far)
+        run("ip", "-n", far, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1", "netns", router)
+        run("ip", "-n", far, "addr", "add", "10.78.0.2/24", "dev", "eth0")
+        run("ip", "-n", router, "addr", "add", "10.78.0.1/24", "dev", "eth1")
+        run("ip", "-n", far, "addr", "add", "fd78::2/64", "dev", "eth0", "nodad")
+        run("ip", "-n", router, "addr", "add", "fd78::1/64", "dev", "eth1", "nodad")
+        for ns, dev in ((far, "eth0"), (router, "eth1")):
+            run("ip", "-n", ns, "link", "set", dev, "up")
+        run("ip", "-n", far, "route", "add", "default", "via", "10.78.0.1")
+        run("ip", "-n", far, "-6", "route", "add", "default", "via", "fd78::1")
+        run("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=router)
+        run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", ns=router)
+        # Both links stay at 1500 (the client's MSS says 1460); only the route through the router
+        # is narrower, as a tunnel or a WAN link in the middle of the path would be.
+        run("ip", "-n", router, "route", "replace", "10.78.0.0/24", "dev", "eth1", "mtu", str(mtu))
+        # IPv6 forwarding checks the egress device's IPv6 MTU (ip6_dst_mtu_maybe_forward), not the
+        # route's: lower that one (net.ipv6.conf.eth1.mtu), the link itself stays at 1500.
+        run("sysctl", "-qw", f"net.ipv6.conf.eth1.mtu={mtu}", ns=router)
+        for ns in [self.agent, *self.servers]:
+            run("ip", "-n", ns, "route", "add", "10.78.0.0/24", "via", f"{PREFIX_NET}.1")
+            run("ip", "-n", ns, "-6", "route", "add", "fd78::/64", "via", "fd77::1")
+        return far
 
     def switch_like_bridge(self) -> None:
         """bridge-nf-call-{ip,ip6,arp}tables = 0 in the segment's namespace (where br_netfilter exists)."""
@@ -199,6 +242,8 @@ class Topology:
     def inventory_yaml(self, services: tuple[str, ...] = ("tcp/80", "tcp/443"), affinity: str = "none",
                        servers: list[int] | None = None, ipv6: bool = False) -> str:
         lines = ["hosts:", f"  agent: {{platform: linux, address: {AGENT_ADDR}}}"]
+        if self.n_agents == 2:
+            lines.append(f"  agent2: {{platform: linux, address: {AGENT2_ADDR}}}")
         for i in range(1, self.n_servers + 1):
             lines.append(f"  rs{i}: {{platform: linux, address: {self.server_addr(i)}}}")
         svc = ", ".join(f"{{protocol: {s.split('/')[0]}, port: {s.split('/')[1]}}}" for s in services)
@@ -208,7 +253,8 @@ class Topology:
         if ipv6:
             lines += [(f"  - {{name: web6, address: '{VIP6}', services: [{svc}], real_servers: [{members}],"
                        f" affinity: {affinity}}}")]
-        lines += ["agent: {host: agent, interface: eth0}", ""]
+        lines += ["agent: {hosts: [agent, agent2], interface: eth0, vrrp_id: 77}" if self.n_agents == 2
+                  else "agent: {host: agent, interface: eth0}", ""]
         return "\n".join(lines)
 
 

@@ -21,6 +21,10 @@ Both give a ``LabHandle``:
     .hosts_by_role(role) -> list of host dicts; role "real-server" | "agent" | "client"
     .host(name)      -> the host dict of .status["hosts"]
 
+``pristine`` (function scope, with ``lab``)
+    An editable copy of the lab's inventory (tests/lab/lifecycle_tools.Inventory); afterwards
+    `arpfix rollback` must bring every real server back to its strict snapshot, byte for byte.
+
 Lab tests skip (with the reason) when not root, without `ip netns`, or without sshd; with
 ARPFIX_REQUIRE_LAB=1 (CI) the top-level conftest turns that skip into a failure.
 Mark lab test modules with ``pytestmark = pytest.mark.lab``.
@@ -157,3 +161,22 @@ def lab_factory(tmp_path_factory: pytest.TempPathFactory):
         yield make
     finally:
         _run_finalizers(finalizers)
+
+
+@pytest.fixture
+def pristine(lab, tmp_path):
+    """An editable inventory; afterwards rollback must bring every server back byte for byte."""
+    import json
+
+    from arpfix.exitcodes import Exit
+    from tests.lab.lifecycle_tools import Inventory, arpfix_json, snapshot
+
+    servers = [h["name"] for h in lab.hosts_by_role("real-server")]
+    before = {name: snapshot(lab, name) for name in servers}
+    inventory = Inventory(lab, str(tmp_path / "inventory.yml"))
+    inventory.write()
+    yield inventory
+    code, document = arpfix_json(inventory.write(), "rollback", "--yes")
+    for name in servers:
+        assert snapshot(lab, name) == before[name], f"{name} not back to its pristine state after rollback"
+    assert code == Exit.OK, json.dumps(document, indent=1)

@@ -20,6 +20,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 import agent_topology as topo_mod
 
+from arpfix.agent.scheduler import SLOTS
+
 pytestmark = pytest.mark.lab
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REASON = topo_mod.can_run()
@@ -53,8 +55,9 @@ def topo():
 
 
 class AgentProc:
-    def __init__(self, topo, tmp_path, affinity="none", extra=(), ipv6=False):
+    def __init__(self, topo, tmp_path, affinity="none", extra=(), ipv6=False, ns=None):
         self.topo = topo
+        self.ns = ns or topo.agent  # a pair has two agent namespaces
         self.inv = str(tmp_path / "inventory.yaml")
         with open(self.inv, "w") as handle:
             handle.write(topo.inventory_yaml(affinity=affinity, ipv6=ipv6))
@@ -67,12 +70,12 @@ class AgentProc:
         argv = [sys.executable, "-m", "arpfix.cli", "agent", "run", "-i", self.inv, "--state-dir", self.state_dir,
                 "--interval", "0.3", "--rise", "2", "--fall", "2", *self.extra]
         with open(self.log, "a") as log:
-            self.proc = self.topo.start(self.topo.agent, argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = self.topo.start(self.ns, argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         if wait:
             end = time.time() + 15
             while time.time() < end:
                 state = self.state()
-                if state and state.get("vips") and state.get("pid") == self.proc.pid:
+                if state and state.get("dataplane") and state.get("pid") == self.proc.pid:  # full state, not partial
                     return self
                 assert self.proc.poll() is None, f"agent exited: {self.output()}"
                 time.sleep(0.1)
@@ -92,7 +95,7 @@ class AgentProc:
 
     def cli(self, *args, check=True):
         return topo_mod.run(sys.executable, "-m", "arpfix.cli", "agent", *args, "--state-dir", self.state_dir,
-                            ns=self.topo.agent, cwd=REPO, check=check)
+                            ns=self.ns, cwd=REPO, check=check)
 
     def status(self):
         return json.loads(self.cli("status", "--format", "json").stdout)
@@ -336,13 +339,13 @@ def test_sigkill_then_start_recovers(topo, agent):
     while time.time() < end and not next(s for s in a.state()["vips"][0]["servers"] if s["name"] == "rs2")["drained"]:
         time.sleep(0.1)
     before = slot_map(topo)
-    assert topo.mac(topo.server(2)) not in before.values() and len(before) == 256
+    assert topo.mac(topo.server(2)) not in before.values() and len(before) == SLOTS
     a.proc.send_signal(signal.SIGKILL)
     a.proc.wait(timeout=5)
     assert agent_has_table(topo) and agent_has_vip(topo)  # the stale state a crash leaves
     a.start()
     assert "adopted stale VIP" in a.output() and "adopted stale nft table" in a.output()
-    assert "adopted the slot table of VIP" in a.output()
+    assert "slot table of VIP web: the same as the previous agent's" in a.output()
     assert slot_map(topo) == before  # no flow changes server across the crash and restart
     results = connect(topo, topo.client_addrs[:4], n=2)
     assert all(not s.startswith("ERR") and s != "rs2" for _, s in results), results
@@ -354,10 +357,11 @@ def test_sigkill_then_start_recovers(topo, agent):
 LOAD = r"""
 import json, os, socket, sys, time
 addrs, vip, stop = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+timeout = float(sys.argv[4]) if len(sys.argv) > 4 else 1.0
 i = 0
 while not os.path.exists(stop):
     a = addrs[i % len(addrs)]; i += 1
-    s = socket.socket(); s.bind((a, 0)); s.settimeout(1.0)
+    s = socket.socket(); s.bind((a, 0)); s.settimeout(timeout)
     t = time.time()
     try:
         s.connect((vip, 80)); r = s.recv(200).decode().split()[0]
@@ -392,7 +396,7 @@ def ruleset_problem(topo, macs):
     if slots is None:
         return "no slot map"
     targets = {e[1] for e in slots.get("elem", [])}
-    if len(slots.get("elem", [])) != 256 or not targets <= macs:
+    if len(slots.get("elem", [])) != SLOTS or not targets <= macs:
         return f"slot map: {len(slots.get('elem', []))} slots to {sorted(targets)}"
     return None
 

@@ -14,22 +14,9 @@ import pytest
 
 from arpfix.exitcodes import Exit
 from tests.lab import debtools
-from tests.lab.lifecycle_tools import Inventory, arp_answers, arpfix_json, failing_checks, hosts_of, sh, snapshot
+from tests.lab.lifecycle_tools import arp_answers, arpfix_json, failing_checks, hosts_of, sh
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def pristine(lab, tmp_path):
-    servers = [h["name"] for h in lab.hosts_by_role("real-server")]
-    before = {name: snapshot(lab, name) for name in servers}
-    inventory = Inventory(lab, str(tmp_path / "inventory.yml"))
-    inventory.write()
-    yield inventory
-    code, document = arpfix_json(inventory.write(), "rollback", "--yes")
-    for name in servers:
-        assert snapshot(lab, name) == before[name], f"{name} not back to its pristine state after rollback"
-    assert code == Exit.OK, json.dumps(document, indent=1)
 
 
 def changes_of(document, host):

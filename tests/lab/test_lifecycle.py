@@ -16,23 +16,9 @@ import time
 import pytest
 
 from arpfix.exitcodes import Exit
-from tests.lab.lifecycle_tools import Inventory, arpfix, arpfix_json, failing_checks, hosts_of, sh, snapshot
+from tests.lab.lifecycle_tools import arpfix, arpfix_json, failing_checks, hosts_of, sh, snapshot
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def pristine(lab, tmp_path):
-    """An editable inventory; afterwards rollback must bring every server back byte for byte."""
-    servers = [h["name"] for h in lab.hosts_by_role("real-server")]
-    before = {name: snapshot(lab, name) for name in servers}
-    inventory = Inventory(lab, str(tmp_path / "inventory.yml"))
-    inventory.write()
-    yield inventory
-    code, document = arpfix_json(inventory.write(), "rollback", "--yes")
-    for name in servers:
-        assert snapshot(lab, name) == before[name], f"{name} not back to its pristine state after rollback"
-    assert code == Exit.OK, json.dumps(document, indent=1)
 
 
 def converged(path: str, *hosts: str) -> None:
@@ -167,16 +153,21 @@ def test_facts_finds_the_primary_nic_by_address_as_plan_does(lab, pristine):
     assert hosts_of(document)["rs1"]["facts"]["primary_nic"] == {"name": "eth0", "from": "address"}
 
 
-def test_ctrl_c_starts_no_new_host_reports_every_host_and_exits_130(lab, pristine):
-    path = pristine.write()
-    # slow motion: each host takes about 4 s, one at a time
-    command = [sys.executable, "-m", "arpfix.cli", "apply", "--yes", "--forks", "1", "-i", path, "--format", "json"]
+def apply_in_slow_motion(lab, path: str, *, forks: int, step_delay: str) -> subprocess.Popen[str]:
+    """`arpfix apply` running with a pause after each remote step, returned once rs1's run began."""
+    command = [sys.executable, "-m", "arpfix.cli", "apply", "--yes", "--forks", str(forks), "-i", path, "--format", "json"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "ARPFIX_STEP_DELAY": "0.4"})
+                               env={**os.environ, "ARPFIX_STEP_DELAY": step_delay})
     deadline = time.monotonic() + 30
     while "begin" not in sh(lab, "rs1", "cat /var/lib/arpfix/journal.jsonl 2>/dev/null; true"):
         assert time.monotonic() < deadline and process.poll() is None, "rs1's apply never began"
         time.sleep(0.1)
+    return process
+
+
+def test_ctrl_c_starts_no_new_host_reports_every_host_and_exits_130(lab, pristine):
+    path = pristine.write()
+    process = apply_in_slow_motion(lab, path, forks=1, step_delay="0.4")  # each host about 4 s, one at a time
     process.send_signal(signal.SIGINT)
     pressed = time.monotonic()
     out, err = process.communicate(timeout=60)
@@ -193,13 +184,7 @@ def test_ctrl_c_starts_no_new_host_reports_every_host_and_exits_130(lab, pristin
 
 def test_three_ctrl_c_stop_waiting_without_a_traceback(lab, pristine):
     path = pristine.write()
-    command = [sys.executable, "-m", "arpfix.cli", "apply", "--yes", "--forks", "2", "-i", path, "--format", "json"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "ARPFIX_STEP_DELAY": "1"})
-    deadline = time.monotonic() + 30
-    while "begin" not in sh(lab, "rs1", "cat /var/lib/arpfix/journal.jsonl 2>/dev/null; true"):
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.1)
+    process = apply_in_slow_motion(lab, path, forks=2, step_delay="1")
     for _ in range(3):
         process.send_signal(signal.SIGINT)
         time.sleep(0.3)

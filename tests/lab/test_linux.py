@@ -167,7 +167,9 @@ def test_rollback_keeps_a_value_changed_since_apply(lab_factory):
     lab = lab_factory(hosts=1)
     arpfix(lab, "apply", "--yes", check_code=Exit.OK)
     sh(lab, "rs1", "echo 2 > /proc/sys/net/ipv4/conf/eth0/arp_ignore")
-    result = arpfix(lab, "rollback", "--yes", "--format", "json", check_code=Exit.OK)
+    # the exit code and the status say that something was kept (issue 14)
+    result = arpfix(lab, "rollback", "--yes", "--format", "json", check_code=Exit.PENDING)
+    assert json.loads(result.stdout)["hosts"][0]["status"] == "kept"
     assert "eth0" in json.dumps(json.loads(result.stdout)["hosts"][0].get("left", []))
     assert sh(lab, "rs1", "cat /proc/sys/net/ipv4/conf/eth0/arp_ignore").strip() == "2"
     assert sh(lab, "rs1", "cat /proc/sys/net/ipv4/conf/all/arp_ignore").strip() == "0"

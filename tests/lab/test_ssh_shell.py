@@ -69,3 +69,50 @@ def test_a_shell_killed_mid_script_is_reported_and_replaced(lab, transport):
     with pytest.raises(TransportError, match=r"rs1: the remote shell ended \(exit \d+\) before the script finished|rs1: connection lost"):
         transport.run_script(f"kill -9 {first}; sleep 2")
     assert transport.run_script(PID)["shell"] != first
+
+
+RELAY = """
+import socket, sys, threading
+host, port, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open(log, "a") as handle:
+    handle.write(f"{host}:{port}\\n")
+conn = socket.create_connection((host, port))
+def pump():
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            break
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    sys.stdout.close()
+threading.Thread(target=pump, daemon=True).start()
+while True:
+    data = sys.stdin.buffer.read1(65536)
+    if not data:
+        break
+    conn.sendall(data)
+"""
+
+
+def test_a_proxy_command_carries_the_session(lab, tmp_path):
+    """ssh.proxy_command (what Ansible's ProxyJump / ProxyCommand become): the whole session runs
+    through the command, with %h and %p filled in, and the host key is still checked."""
+    import dataclasses
+    import sys
+
+    relay, log = tmp_path / "relay.py", tmp_path / "relay.log"
+    relay.write_text(RELAY)
+    host = load_inventory(lab.inventory_path).hosts["rs1"]
+    proxied = dataclasses.replace(host, ssh=dataclasses.replace(
+        host.ssh, proxy_command=f"{sys.executable} {relay} %h %p {log}"))
+    transport = SshTransport(proxied)
+    try:
+        assert transport.run_script('printf \'{"ok": 1}\\n\'') == {"ok": 1}
+    finally:
+        transport.close()
+    assert log.read_text().splitlines() == [f"{host.connect}:{host.ssh.port}"]
+    broken = SshTransport(dataclasses.replace(host, ssh=dataclasses.replace(
+        host.ssh, proxy_command="/nonexistent/proxy %h %p")))
+    with pytest.raises(TransportError, match="through proxy_command '/nonexistent/proxy %h %p'"):
+        broken.run_script("true")
+    broken.close()

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 import yaml
@@ -98,9 +99,16 @@ def test_prepared_servers_verify_and_broken_ones_fail_with_the_right_reason(lab_
         assert owners.get(mac["rs1"]) == "rs1" and owners.get(mac["rs4"]) == "rs4"
         assert elapsed < 60, f"verify took {elapsed:.1f}s"
 
-        # limited to the healthy server: its checks pass, but the segment still has leaking MACs
+        # limited to the healthy server: its checks pass, but the segment still has leaking MACs,
+        # and that is a failing test case of the segment, never failures="0" beside exit 4
         result = arpfix(inventory_path, "verify", "--format", "junit", "--limit", "rs6")
-        assert 'failures="0"' in result.stdout and 'classname="rs6"' in result.stdout
+        suite = ET.fromstring(result.stdout)
+        rs6 = [case for case in suite if case.get("classname") == "rs6"]
+        assert rs6 and all(case.find("failure") is None for case in rs6)
+        segment_failures = [case for case in suite if case.get("classname", "").startswith("segment")
+                            and case.find("failure") is not None]
+        assert segment_failures and suite.get("failures") == str(len(segment_failures))
+        assert mac["rs1"] in segment_failures[0].find("failure").get("message")
         assert result.returncode == Exit.VERIFY_FAILED
         # once the broken servers are prepared again, everything verifies
         sh(lab, "rs4", f"ip addr del {vip}/32 dev eth0")

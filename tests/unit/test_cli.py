@@ -54,7 +54,7 @@ def test_missing_inventory_and_env_variable(tmp_path):
     path = tmp_path / "ok.yml"
     path.write_text(GOOD)
     result = arpfix("inventory", "check", env={"ARPFIX_INVENTORY": str(path)})
-    assert result.returncode == Exit.OK and "1 hosts" in result.stdout
+    assert result.returncode == Exit.OK and "1 host " in result.stdout
 
 
 def test_limit_that_matches_nothing_is_a_usage_error(tmp_path):

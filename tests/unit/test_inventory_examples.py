@@ -14,11 +14,18 @@ from arpfix.transport.winrm import WinrmTransport
 SHARESCAN = Path(__file__).resolve().parents[2] / "inventory" / "sharescan.yml"
 
 
-def test_the_sharescan_example_passes_inventory_check():
+def test_the_sharescan_example_passes_inventory_check(tmp_path):
+    # inventory check also reads the files the inventory names: the example's ~/.ssh/id_ed25519
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_ed25519").write_text("not a real key: only its presence is checked\n")
     result = subprocess.run([sys.executable, "-m", "arpfix.cli", "inventory", "check", "-i", str(SHARESCAN)],
-                            capture_output=True, text=True, timeout=60, env={**os.environ})
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(tmp_path)})
     assert result.returncode == Exit.OK, result.stderr
     assert "2 windows" in result.stdout
+    missing = subprocess.run([sys.executable, "-m", "arpfix.cli", "inventory", "check", "-i", str(SHARESCAN)],
+                             capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(tmp_path / "x")})
+    assert missing.returncode == Exit.USAGE
+    assert "sharescan.yml:29: defaults.ssh.key_file: ~/.ssh/id_ed25519: no such file" in missing.stderr
 
 
 def test_the_sharescan_example_speaks_to_a_stock_windows_server():

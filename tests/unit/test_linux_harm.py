@@ -48,3 +48,31 @@ def test_arp_scope_is_nic_where_containers_are_and_the_inventory_decides():
     assert arp_scope(facts, host())[0] == "nic"
     assert arp_scope(facts, host(arp_scope="all"))[0] == "all"
     assert arp_scope({"interfaces": {"lo": {}, "eth0": {}}}, host())[0] == "all"
+
+
+def test_the_route_towards_the_load_balancer_must_not_pick_a_vip():
+    import ipaddress
+
+    from arpfix.platforms.linux.harm import source_findings
+    from arpfix.settings import Service, Vip
+
+    vip = Vip("web", ipaddress.ip_address("10.0.0.250"), (Service("tcp", 80),), ("rs1",))
+    facts = {"src_routes": [], "gateway_route": "10.0.0.1 dev eth0 src 10.0.0.11 uid 0 \\    cache",
+             "lb_routes": ["10.0.0.5 dev eth0 src 10.0.0.250 uid 0 \\    cache"]}
+    (finding,) = source_findings(facts, (vip,))
+    assert finding.severity == "warning" and "towards the load balancer" in finding.detail and finding.fix
+    facts["lb_routes"] = ["10.0.0.5 dev eth0 src 10.0.0.11 uid 0 \\    cache"]
+    assert source_findings(facts, (vip,)) == []
+
+
+def test_the_facts_script_asks_the_kernel_about_the_load_balancers_addresses(tmp_path):
+    from arpfix.inventory import load_inventory
+    from arpfix.platforms import get_platform
+
+    path = tmp_path / "inventory.yml"
+    path.write_text("hosts:\n  rs1: {platform: linux, address: 10.0.0.11}\n"
+                    "vips:\n  - {name: web, address: 10.0.0.250, services: [{port: 80}], real_servers: [rs1]}\n"
+                    "load_balancer: {name: lb, macs: ['02:00:00:00:00:01'], addresses: [10.0.0.5, 10.0.0.6]}\n")
+    inventory = load_inventory(str(path))
+    script = get_platform("linux").facts_script(inventory.hosts["rs1"], inventory)
+    assert "ip -o route get '10.0.0.5'" in script and "ip -o route get '10.0.0.6'" in script

@@ -14,6 +14,9 @@ Faults a test can inject (attributes, changeable at any time):
 - receive_delay: seconds each Receive waits before it answers (a long poll);
 - html_for: actions (e.g. {"Receive"}) answered HTTP 200 with a web page instead of WS-Man;
 - wrong passwords are answered 401 (Basic and NTLM).
+Standard input: a Command sent with WINRS_CONSOLEMODE_STDIN FALSE (pywinrm's, and so Ansible's winrm
+connection's, way of saying stdin follows) runs when its first Receive arrives, after the Sends; a
+loader that fills its file from `$input` is recorded as the decoded text it was sent.
 receive_times records when each Receive arrived (time.monotonic()), to measure the poll rate.
 
 PlainWebServer is an ordinary web server (no authentication, a page for every POST): what a client
@@ -47,6 +50,7 @@ ACTION_DELETE = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Delete"
 ACTION_COMMAND = SHELL_URI + "/Command"
 ACTION_RECEIVE = SHELL_URI + "/Receive"
 ACTION_SIGNAL = SHELL_URI + "/Signal"
+ACTION_SEND = SHELL_URI + "/Send"
 ENC_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 BOUNDARY = b"--Encrypted Boundary"
 FAULT_TIMED_OUT = 2150858793
@@ -71,9 +75,17 @@ class _Command:
 
 
 @dataclass
+class _Waiting:
+    """A command that reads stdin: run at its first Receive, with what the Sends brought."""
+
+    command: str
+    stdin: list[bytes] = field(default_factory=list)
+
+
+@dataclass
 class _Shell:
     files: dict[str, list[str]] = field(default_factory=dict)  # %TEMP% uploads by name
-    commands: dict[str, _Command] = field(default_factory=dict)
+    commands: dict[str, _Command | _Waiting] = field(default_factory=dict)
 
 
 class WsmanServer:
@@ -115,7 +127,7 @@ class WsmanServer:
         self.httpd.server_close()
 
     # --------------------------------------------------------------- command semantics
-    def run_command(self, shell: _Shell, command: str) -> _Command:
+    def run_command(self, shell: _Shell, command: str, stdin: bytes = b"") -> _Command:
         self.commands.append(command)
         upload = re.fullmatch(r'echo ([A-Za-z0-9+/=]+)>>"%TEMP%\\(arpfix-[0-9a-f]+\.b64)"', command)
         if upload:
@@ -125,7 +137,9 @@ class WsmanServer:
         if script is None:
             return _Command([b""], b"'unknown' is not recognized as a command\r\n", 1)
         loader = re.search(r"Join-Path \$env:TEMP '(arpfix-[0-9a-f]+\.b64)'", script)
-        if loader:
+        if loader and "$input | Out-String" in script:  # the loader fills its file from stdin
+            script = base64.b64decode(b"".join(stdin.split())).decode("utf-8")
+        elif loader:
             chunks = shell.files.pop(loader.group(1), None)
             if chunks is None:
                 return _Command([b""], b"Cannot find path\r\n", 1)
@@ -324,7 +338,10 @@ class _WsmanHandler(BaseHTTPRequestHandler):
                 if arguments:
                     command = f"{command} {arguments}"
                 command_id = str(uuid.uuid4()).upper()
-                shell.commands[command_id] = server.run_command(shell, command.strip())
+                stdin_follows = any(o.get("Name") == "WINRS_CONSOLEMODE_STDIN" and (o.text or "").upper() == "FALSE"
+                                    for o in root.iterfind("s:Header/w:OptionSet/w:Option", NS))
+                shell.commands[command_id] = (_Waiting(command.strip()) if stdin_follows
+                                              else server.run_command(shell, command.strip()))
                 return 200, _envelope(
                     ACTION_COMMAND + "Response", message_id,
                     f"<rsp:CommandResponse><rsp:CommandId>{command_id}</rsp:CommandId>"
@@ -341,6 +358,8 @@ class _WsmanHandler(BaseHTTPRequestHandler):
                 stream = root.find("s:Body/rsp:Receive/rsp:DesiredStream", NS)
                 command_id = stream.get("CommandId", "") if stream is not None else ""
                 cmd = shell.commands[command_id]
+                if isinstance(cmd, _Waiting):
+                    cmd = shell.commands[command_id] = server.run_command(shell, cmd.command, b"".join(cmd.stdin))
                 part = cmd.stdout_parts.pop(0)
                 streams = ""
                 if part:
@@ -363,6 +382,12 @@ class _WsmanHandler(BaseHTTPRequestHandler):
                 return 200, _envelope(ACTION_RECEIVE + "Response", message_id,
                                       f"<rsp:ReceiveResponse>{streams}{state}"
                                       "</rsp:ReceiveResponse>")
+            if action == ACTION_SEND:
+                stream = root.find("s:Body/rsp:Send/rsp:Stream", NS)
+                waiting = shell.commands.get(stream.get("CommandId", "") if stream is not None else "")
+                if isinstance(waiting, _Waiting) and stream is not None:
+                    waiting.stdin.append(base64.b64decode(stream.text or ""))
+                return 200, _envelope(ACTION_SEND + "Response", message_id, "<rsp:SendResponse/>")
             if action == ACTION_SIGNAL:
                 return 200, _envelope(ACTION_SIGNAL + "Response", message_id,
                                       "<rsp:SignalResponse/>")

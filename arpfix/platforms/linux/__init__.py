@@ -39,7 +39,8 @@ class LinuxPlatform:
     name = "linux"
 
     def facts_script(self, host: Host, inventory: Inventory) -> str:
-        return render_cached("linux/facts.sh.j2", embedded=False)
+        lb = inventory.load_balancer if inventory is not None else None
+        return render_cached("linux/facts.sh.j2", embedded=False, lb_addresses=lb.addresses if lb else ())
 
     def parse_facts(self, raw: dict[str, Any]) -> dict[str, Any]:
         return parse_facts(raw)

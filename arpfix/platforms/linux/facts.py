@@ -190,6 +190,7 @@ def parse_facts(raw: dict[str, Any]) -> dict[str, Any]:
         "dmi": {k: str(v).strip() for k, v in (raw.get("dmi") or {}).items()} if isinstance(raw.get("dmi"), dict) else {},
         "src_routes": [line.strip() for line in str(raw.get("src_routes") or "").splitlines() if line.strip()],
         "gateway_route": str(raw.get("gateway_route") or ""),
+        "lb_routes": [line.strip() for line in str(raw.get("lb_routes") or "").splitlines() if line.strip()],
         "networkd": parse_networkd_lines(str(raw.get("networkd_lines") or "")),
         "dirs": {path: names for path, names in (raw.get("dirs") or {}).items()
                  if path in FILE_DIRS and isinstance(names, list)},

@@ -56,14 +56,18 @@ def source_findings(facts: dict[str, Any], vips: tuple[Vip, ...]) -> list[Findin
                                f"route `{line}` makes connections the server opens leave from the VIP: their replies "
                                "go to the load balancer", source="ip route show table all", severity="warning",
                                fix="remove `src VIP` from the route (ip route change ... without src)"))
-    gateway = facts.get("gateway_route", "")
-    match = re.search(r"\bsrc (\S+)", gateway)
-    if match and match.group(1) in addresses and not out:
-        route = gateway.split("\\")[0].strip()
-        out.append(Finding("source address", False, "the server's own address", match.group(1),
-                           f"towards the default gateway the kernel picks the VIP as source ({route})",
-                           source="ip route get GATEWAY", severity="warning",
-                           fix="give the NIC's route a `src` of the server's own address"))
+    if out:
+        return out
+    targets = [("the default gateway", facts.get("gateway_route", ""))]
+    targets += [("the load balancer", line) for line in facts.get("lb_routes", [])]
+    for what, route in targets:
+        match = re.search(r"\bsrc (\S+)", route)
+        if match and match.group(1) in addresses:
+            shown = route.split("\\")[0].strip()
+            out.append(Finding("source address", False, "the server's own address", match.group(1),
+                               f"towards {what} the kernel picks the VIP as source ({shown})",
+                               source="ip route get", severity="warning",
+                               fix="give the NIC's route a `src` of the server's own address"))
     return out
 
 
