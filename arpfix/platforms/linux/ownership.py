@@ -51,6 +51,7 @@ class Owned:
     order: int  # journal position of the resource's first entry
     step: Step | None
     entry: dict[str, Any]  # the newest entry (dev, label, target, backup ...)
+    why: str = ""  # why a "changed" record is kept, where it is not simply "changed since"
 
 
 def _key(entry: dict[str, Any]) -> tuple[str, str] | None:
@@ -136,14 +137,15 @@ def owned(facts: dict[str, Any]) -> list[Owned]:
             current = file_sha(facts, key)
             previous, undone = _walk(arpfix_sha, entries, "prev_sha", "new_sha")
             backup = str((undone or {}).get("backup") or "")
+            why = ""
             if current != arpfix_sha:
                 state = "restored" if current == previous else "changed"
             elif previous != "absent" and not backup:
-                state = "changed"  # the content before arpfix has no backup: nothing to restore it from
+                state, why = "changed", "no backup of its earlier content"  # nothing to restore it from
             else:
                 state = "ours"
             step = Step("undo_file", (key, arpfix_sha, backup, previous)) if state == "ours" else None
-            records.append(Owned(kind, key, state, arpfix_sha, previous, order, step, last))
+            records.append(Owned(kind, key, state, arpfix_sha, previous, order, step, last, why))
         elif kind == "dir":
             state = "ours" if key in dirs else "restored"
             records.append(Owned(kind, key, state, "created", "absent", order,
@@ -197,9 +199,8 @@ def describe(record: Owned) -> Change:
         return Change(f"link {record.key}", "delete", record.arpfix_value, None, "made by arpfix")
     if record.kind == "file":
         if record.state == "changed":
-            why = ("no backup of its earlier content" if record.arpfix_value == record.entry.get("new_sha")
-                   and record.previous != "absent" else "changed since arpfix wrote it")
-            return Change(f"file {record.key}", "keep", "changed", "changed", f"{why}: kept")
+            return Change(f"file {record.key}", "keep", "changed", "changed",
+                          f"{record.why or 'changed since arpfix wrote it'}: kept")
         if record.previous == "absent":
             return Change(f"file {record.key}", "delete", "arpfix content", "absent", "written by arpfix")
         return Change(f"file {record.key}", "restore", "arpfix content", "previous", "content before arpfix")

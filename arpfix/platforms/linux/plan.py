@@ -33,10 +33,11 @@ from arpfix.settings import Host, Inventory
 Planned = list[tuple[Change, Step | None]]
 
 
-def stale_records(facts: dict[str, Any], want: Desired) -> list[Owned]:
-    """What arpfix owns on the host and the desired state no longer has."""
+def stale_records(facts: dict[str, Any], want: Desired, records: list[Owned] | None = None) -> list[Owned]:
+    """What arpfix owns on the host (`records`, else read from the facts' journal) and the desired
+    state no longer has."""
     return unwanted(
-        owned(facts), facts,
+        owned(facts) if records is None else records, facts,
         sysctls={sysctl_path(f, d, k) for f, d, k, _ in want.sysctls},
         addresses=set(want.addresses), iface=want.dummy,
         files={path for path, _, _ in want.files}, links={want.link[0]} if want.link else set(),
@@ -89,7 +90,7 @@ def plan_steps(facts: dict[str, Any], host: Host, inventory: Inventory) -> Plann
     """Pure: the changes still needed, each with the primitive that makes it (None: blocked)."""
     want = desired_state(facts, host, inventory)
     records = owned(facts)
-    stale = stale_records(facts, want)
+    stale = stale_records(facts, want, records)
     stale_places = {tuple(r.key.split(" ", 1)) for r in stale if r.kind == "addr" and r.state == "ours"}
     runtime_stale = give_back([r for r in stale if r.kind in ("addr", "iface")], facts, keep_changed=False)
     rest_stale = give_back([r for r in stale if r.kind not in ("addr", "iface")], facts, keep_changed=False)
