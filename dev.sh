@@ -8,6 +8,7 @@ action=${1:-test}; shift || true
 APT_PACKAGES=(openssh-server openssh-client iproute2 nftables arping tcpdump iputils-ping procps util-linux
               psmisc socat iperf3 python3-venv python3-pip sudo
               keepalived  # the agent pair's VRRP (tests/lab/test_agent_pair.py)
+              strace  # counts the facts script's writes (tests/lab/test_ssh_shell.py)
               mono-mcs)  # mono-mcs: compiles the Windows Add-Type C# as C# 5 in a unit test
 need=()
 for package in "${APT_PACKAGES[@]}"; do

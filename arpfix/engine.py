@@ -8,6 +8,7 @@ stops waiting. Hosts that had not started are `not started`, hosts still running
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import threading
@@ -80,6 +81,19 @@ def interrupt_guard() -> tuple[_Interrupt, Callable[[], None]]:
     return counter, lambda: signal.signal(signal.SIGINT, previous)
 
 
+def quiet_collector() -> None:
+    """Fewer, cheaper runs of Python's cyclic garbage collector during a fleet run.
+
+    Every SSH packet allocates a few objects, so a 50-host audit triggered hundreds of collections,
+    each walking every object alive: the imported modules and the inventory, which live until the
+    process ends anyway (the collector was about 6 % of a 50-host audit's CPU, `perf record`).
+    `gc.freeze()` moves what exists now out of the collector's view; the first generation is
+    collected after 20,000 allocations instead of 700 (the objects of a host's run are freed by
+    reference counting; the few cycles, paramiko's transports and threads, are still collected)."""
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
+
+
 def run_on_hosts(
     hosts: list[Host],
     step: Callable[[Host], HostResult],
@@ -113,6 +127,7 @@ def run_on_hosts(
     if not hosts:
         return out
     counter, restore = interrupt_guard()
+    quiet_collector()
     pool = ThreadPoolExecutor(max_workers=max(1, min(forks, len(hosts))))
     futures: dict[Future[HostResult], Host] = {pool.submit(guarded, host): host for host in hosts}
     pending = set(futures)

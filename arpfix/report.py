@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -78,11 +79,53 @@ def hosts_document(results: Iterable[HostResult], **extra: Any) -> dict[str, Any
 
 def table(rows: list[list[Any]], headers: list[str], wrap: dict[int, int] | None = None) -> str:
     """A plain table; `wrap` maps a column index to the width its cells wrap at (for -v)."""
-    from tabulate import tabulate
-
     assert all(headers), "every column has a header"
-    widths = [wrap.get(i) for i in range(len(headers))] if wrap else None
-    return redact(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True, maxcolwidths=widths))
+    text = None if wrap else simple_table(rows, headers)
+    if text is None:
+        from tabulate import tabulate
+
+        widths = [wrap.get(i) for i in range(len(headers))] if wrap else None
+        text = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True, maxcolwidths=widths)
+    return redact(text)
+
+
+_COLOUR_CODE = re.compile(r"\x1b\[[0-9]+m")
+
+
+def simple_table(rows: list[list[Any]], headers: list[str]) -> str | None:
+    """tabulate's "simple" format (disable_numparse), byte for byte, for the tables arpfix prints:
+    one-line ASCII text cells, colour codes allowed. None for anything else (tabulate renders those).
+
+    tabulate infers a type per column and measures every cell through its ANSI-stripping width
+    function: for a 50-host audit of fresh servers (550 rows) that was 36 ms, more than the run's
+    own audit checks. Its rules, kept here: each cell stripped of surrounding whitespace, a column
+    as wide as its widest cell and at least its header plus 2, left-aligned, columns joined by two
+    spaces, a dashed line under the headers, trailing spaces removed from every line."""
+    count = len(headers)
+    if not rows or any(not isinstance(h, str) or h != h.strip() or not h.isascii() for h in headers):
+        return None
+    cells: list[list[tuple[str, int]]] = []
+    widths = [len(h) + 2 for h in headers]
+    for row in rows:
+        if len(row) != count:
+            return None
+        line = []
+        for index, cell in enumerate(row):
+            if not isinstance(cell, str) or "\n" in cell:
+                return None
+            cell = cell.strip()
+            visible = _COLOUR_CODE.sub("", cell) if "\x1b" in cell else cell
+            if not visible.isascii() or "\x1b" in visible or not visible.isprintable():
+                return None
+            line.append((cell, len(visible)))
+            if len(visible) > widths[index]:
+                widths[index] = len(visible)
+        cells.append(line)
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
+           "  ".join("-" * w for w in widths).rstrip()]
+    for line in cells:
+        out.append("  ".join(cell + " " * (w - n) for (cell, n), w in zip(line, widths)).rstrip())
+    return "\n".join(out)
 
 
 def junit(results: list[HostResult], suite: str) -> str:

@@ -22,6 +22,7 @@ The table goes to stderr; the arpfix output to stdout.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import resource
 import sys
@@ -33,8 +34,12 @@ from typing import Any
 
 STARTED = time.time()
 SPAWNED = float(os.environ.get("ARPFIX_BENCH_SPAWNED", STARTED))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if importlib.util.find_spec("arpfix") is None:  # run from the checkout; fleet.py runs it with the installed arpfix
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import arpfix.transport.ssh as ssh  # noqa: E402 - first: it loads paramiko as arpfix does
+
+# isort: split
 import paramiko  # noqa: E402
 
 import arpfix.cli  # noqa: E402
@@ -42,7 +47,6 @@ import arpfix.engine  # noqa: E402
 import arpfix.inventory  # noqa: E402
 import arpfix.operations  # noqa: E402
 import arpfix.report  # noqa: E402
-import arpfix.transport.ssh as ssh  # noqa: E402
 from arpfix.platforms.linux import LinuxPlatform  # noqa: E402
 
 IMPORTED = time.time()

@@ -192,7 +192,7 @@ class LabRun:
     def breakdown(self) -> None:
         reset(self.lab, self.names, self.vip, self.nic)
         wait_quiet(self.args.quiet_wait)
-        argv = [sys.executable, str(ROOT / "bench" / "arpfix_breakdown.py"), "audit", "-q", "-i", self.inventory,
+        argv = [f"{self.bins['arpfix']}/python", str(ROOT / "bench" / "arpfix_breakdown.py"), "audit", "-q", "-i", self.inventory,
                 "--forks", str(self.size)]
         self.check_routes()
         env = {**os.environ, "ARPFIX_BENCH_SPAWNED": repr(time.time())}

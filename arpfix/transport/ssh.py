@@ -8,6 +8,8 @@ remote shell runs every script of one command (facts, then the change), one logi
 from __future__ import annotations
 
 import base64
+import hashlib
+import importlib.util
 import os
 import re
 import secrets
@@ -15,6 +17,7 @@ import select
 import sys
 import threading
 import time
+import types
 from typing import Any
 
 from arpfix.errors import HostKeyError, TransportError
@@ -23,20 +26,61 @@ from arpfix.secrets import redact
 from arpfix.settings import Host
 from arpfix.transport.base import parse_json_output, stdin_safe
 
-# paramiko.config imports `invoke` (about 60 ms) only for ssh_config "Match exec", which arpfix never
-# reads: hide it while paramiko loads, then leave the import system as it was.
-_hidden = "invoke" not in sys.modules
-if _hidden:
-    sys.modules["invoke"] = None  # type: ignore[assignment]
-try:
-    import paramiko
-    from paramiko.hostkeys import HostKeyEntry, HostKeys, InvalidHostKey
-finally:
-    if _hidden and sys.modules.get("invoke", 0) is None:
-        del sys.modules["invoke"]
+
+def _installed_version(package: str) -> str | None:
+    """A package's version from its `NAME-VERSION.dist-info` folder beside it (pip's layout), or None."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = os.path.dirname(list(spec.submodule_search_locations)[0])
+    prefix = package + "-"
+    found = [entry.name[len(prefix):-len(".dist-info")] for entry in os.scandir(folder)
+             if entry.name.startswith(prefix) and entry.name.endswith(".dist-info")]
+    return found[0] if len(found) == 1 else None
+
+
+def _load_paramiko() -> None:
+    """Import paramiko without two imports arpfix does not need: `invoke` (about 60 ms; paramiko.config
+    uses it only for ssh_config "Match exec", which arpfix never reads) and `importlib.metadata`
+    (about 13 ms; paramiko's __init__ uses it only for its own version, which goes into its SSH
+    banner). The version is read from paramiko's dist-info folder name instead; where that is not
+    pip's layout, paramiko is imported as it is. The import system is left as it was."""
+    hidden: dict[str, Any] = {}
+    if "invoke" not in sys.modules:
+        hidden["invoke"] = None
+    version = _installed_version("paramiko") if "importlib.metadata" not in sys.modules else None
+    if version is not None:
+        metadata = types.ModuleType("importlib.metadata")
+
+        def only_paramiko(name: str) -> str:
+            if name != "paramiko":
+                raise LookupError(name)
+            return version
+
+        metadata.version = only_paramiko  # type: ignore[attr-defined]
+        hidden["importlib.metadata"] = metadata
+    sys.modules.update(hidden)
+    try:
+        import paramiko  # noqa: F401
+    except Exception:  # noqa: BLE001 - a paramiko that wants more of importlib.metadata: import it plainly
+        for name, module in hidden.items():
+            if sys.modules.get(name, 0) is module:
+                del sys.modules[name]
+        hidden = {}
+        import paramiko  # noqa: F401
+    finally:
+        for name, module in hidden.items():
+            if sys.modules.get(name, 0) is module:
+                del sys.modules[name]
+
+
+_load_paramiko()
+import paramiko  # noqa: E402
+from paramiko.hostkeys import HostKeyEntry, HostKeys, InvalidHostKey  # noqa: E402
 
 _known_hosts_lock = threading.Lock()
 READY_MARKER = b"ARPFIX-SHELL-READY\n"
+WAKE = 0.5  # longest wait for a remote shell's output before the deadline and the connection are checked
 READY_BOOTSTRAP = "printf 'ARPFIX-SHELL-READY\\n'; exec sh -s"
 
 
@@ -63,8 +107,6 @@ def sudo_failure(stderr: str, user: str) -> str | None:
 
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH-style SHA256 fingerprint of a host key."""
-    import hashlib
-
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
@@ -107,6 +149,55 @@ class KnownHosts:
 
 
 _known_hosts_cache: dict[str, tuple[tuple[int, int, int], KnownHosts]] = {}
+_key_lock = threading.Lock()
+_key_cache: dict[tuple[str, tuple[int, int, int], str], paramiko.PKey] = {}
+
+
+def private_key(path: str, passphrase: str | None) -> paramiko.PKey | None:
+    """The key file parsed once per run and shared by every connection (paramiko's `key_filename`
+    reads and parses it for each connection, trying each key type in turn), with its certificate
+    (`PATH-cert.pub`) where there is one, as paramiko loads it. None where it cannot be read here:
+    the caller then hands paramiko the file name, so every error is paramiko's own, as before."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    secret = hashlib.sha256((passphrase or "").encode()).hexdigest()  # no secret kept as a key
+    cache_key = (path, (stat.st_mtime_ns, stat.st_size, stat.st_ino), secret)
+    with _key_lock:
+        key = _key_cache.get(cache_key)
+        if key is None:
+            try:
+                # from_path wants the password as bytes (from_private_key_file took str)
+                key = paramiko.PKey.from_path(path, passphrase.encode() if passphrase is not None else None)
+            except Exception:  # noqa: BLE001 - paramiko reports the problem itself when it tries the file
+                return None
+            _key_cache[cache_key] = key
+        return key
+
+
+class _Transport(paramiko.Transport):
+    # paramiko's thread wakes every 0.1 s on an idle connection to look whether it was closed; close()
+    # does not wait for it (the socket is closed and the thread ends at its next wake-up), so a longer
+    # wait only means fewer wake-ups: 50 idle connections woke about 500 times a second
+    _active_check_timeout = 1.0
+
+
+def prefer_aead(*args: Any, **kwargs: Any) -> paramiko.Transport:
+    """A paramiko Transport that offers AES-GCM first (then paramiko's own order).
+
+    paramiko's default puts aes*-ctr with hmac-sha2 first; its HMAC check compares the MAC byte by
+    byte in Python (`util.constant_time_bytes_eq`), the largest per-packet cost of a connection here.
+    AES-GCM (RFC 5647, OpenSSH's aes128-gcm@openssh.com since 6.2) authenticates inside
+    cryptography's C code and needs no separate MAC; it is not affected by the Terrapin prefix
+    truncation (CVE-2023-48795, which concerns chacha20-poly1305 and EtM MACs). A server without it
+    negotiates the next cipher of paramiko's list."""
+    transport = _Transport(*args, **kwargs)
+    options = transport.get_security_options()
+    ciphers = tuple(options.ciphers)
+    aead = tuple(name for name in ciphers if name.endswith("-gcm@openssh.com"))
+    options.ciphers = aead + tuple(name for name in ciphers if name not in aead)
+    return transport
 
 
 def known_hosts(path: str) -> KnownHosts:
@@ -181,13 +272,20 @@ class SshTransport:
             "auth_timeout": settings.connect_timeout,
             "allow_agent": True,
             "look_for_keys": settings.key_file is None,
+            "transport_factory": prefer_aead,
         }
-        if settings.key_file:
-            kwargs["key_filename"] = os.path.expanduser(settings.key_file)
         if settings.passphrase:
             kwargs["passphrase"] = settings.passphrase.resolve("SSH key passphrase")
         if settings.password:
             kwargs["password"] = settings.password.resolve("SSH password")
+        if settings.key_file:
+            path = os.path.expanduser(settings.key_file)
+            # paramiko unlocks the key with the password where no passphrase is given
+            key = private_key(path, kwargs.get("passphrase", kwargs.get("password")))
+            if key is not None:
+                kwargs["pkey"] = key
+            else:
+                kwargs["key_filename"] = path
         name = self.host.name
         try:
             if settings.proxy_command:
@@ -256,7 +354,7 @@ class SshTransport:
                 if time.monotonic() > deadline:
                     channel.close()
                     raise TransportError(f"{self.host.name}: the remote shell did not start within {limit:g}s")
-                select.select([channel], [], [], 0.05)
+                select.select([channel], [], [], WAKE)
         return channel
 
     def _sudo_list(self, transport: paramiko.Transport) -> str:
@@ -331,7 +429,9 @@ class SshTransport:
                 if transport is None or not transport.is_active():
                     self._close_channel()
                     raise TransportError(f"{name}: connection lost while the script ran")
-                select.select([channel], [], [], 0.05)
+                # the channel's file descriptor is ready on output, end of output and close; not on
+                # stderr, so once the output's marker is in, stderr's is looked for every 10 ms
+                select.select([channel], [], [], WAKE if stdout.find(out_marker) < 0 else 0.01)
         except TransportError:
             raise
         except TimeoutError:

@@ -116,3 +116,41 @@ def test_a_proxy_command_carries_the_session(lab, tmp_path):
     with pytest.raises(TransportError, match="through proxy_command '/nonexistent/proxy %h %p'"):
         broken.run_script("true")
     broken.close()
+
+
+def test_one_parsed_key_for_every_connection_and_aes_gcm_negotiated(lab, monkeypatch):
+    import paramiko
+
+    import arpfix.transport.ssh as ssh
+
+    parsed = []
+    real = paramiko.PKey.from_path
+    monkeypatch.setattr(paramiko.PKey, "from_path", staticmethod(lambda *a, **k: parsed.append(a) or real(*a, **k)))
+    monkeypatch.setattr(ssh, "_key_cache", {})
+    hosts = load_inventory(lab.inventory_path).hosts
+    transports = [SshTransport(hosts[name]) for name in ("rs1", "rs2", "rs1")]
+    try:
+        for t in transports:
+            assert t.run_script('printf \'{"ok": 1}\\n\'') == {"ok": 1}
+            assert t.client.get_transport().remote_cipher == "aes128-gcm@openssh.com"
+            assert t.client.get_transport().local_cipher == "aes128-gcm@openssh.com"
+    finally:
+        for t in transports:
+            t.close()
+    assert len(parsed) == 1  # paramiko's key_filename parsed the file for every connection, once per key type
+
+
+
+def test_the_facts_document_is_written_in_one_go(lab, tmp_path):
+    """Every write of the facts script's output crossed SSH as a packet of its own when sshd was
+    quick enough to read them apart (about 30 per host in a 50-host audit; fewer on an idle machine),
+    so the writes are counted where they happen, with strace, on the real server's shell."""
+    from arpfix.platforms.linux import LinuxPlatform
+
+    inventory = load_inventory(lab.inventory_path)
+    script = LinuxPlatform().facts_script(inventory.hosts["rs1"], inventory)
+    out, log = tmp_path / "facts.out", tmp_path / "writes.log"
+    lab.exec("rs1", ["sh", "-c", f"strace -f -y -qq -e trace=write -o {log} sh -s > {out}"], input=script)
+    writes = [line for line in log.read_text().splitlines() if f"write(1<{out}>" in line]
+    assert '"arpfix_facts": 1' in out.read_text() and out.read_text().endswith("}\n")
+    assert len(writes) == 1, f"{len(writes)} writes of the document"
