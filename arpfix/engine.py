@@ -9,12 +9,13 @@ stops waiting. Hosts that had not started are `not started`, hosts still running
 from __future__ import annotations
 
 import gc
+import queue
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from arpfix.errors import ArpfixError
 from arpfix.model import HostResult
@@ -81,6 +82,19 @@ def interrupt_guard() -> tuple[_Interrupt, Callable[[], None]]:
     return counter, lambda: signal.signal(signal.SIGINT, previous)
 
 
+def _take(finished: queue.SimpleQueue[Future[HostResult]], timeout: float) -> set[Future[HostResult]]:
+    """What has finished: waits up to `timeout` for the first, then takes whatever else is there."""
+    try:
+        done = {finished.get(timeout=timeout)}
+    except queue.Empty:
+        return set()
+    while True:
+        try:
+            done.add(finished.get_nowait())
+        except queue.Empty:
+            return done
+
+
 def quiet_collector() -> None:
     """Fewer, cheaper runs of Python's cyclic garbage collector during a fleet run.
 
@@ -129,12 +143,20 @@ def run_on_hosts(
     counter, restore = interrupt_guard()
     quiet_collector()
     pool = ThreadPoolExecutor(max_workers=max(1, min(forks, len(hosts))))
-    futures: dict[Future[HostResult], Host] = {pool.submit(guarded, host): host for host in hosts}
+    # Finished (or cancelled) futures arrive on one queue: concurrent.futures.wait() adds and removes
+    # a waiter on every pending future at each call, O(hosts) per finished host and per 0.1 s tick.
+    finished: queue.SimpleQueue[Future[HostResult]] = queue.SimpleQueue()
+    futures: dict[Future[HostResult], Host] = {}
+    for host in hosts:
+        future = pool.submit(guarded, host)
+        futures[future] = host
+        future.add_done_callback(finished.put)
     pending = set(futures)
     interrupted_at: float | None = None
     try:
         while pending:
-            done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            done = _take(finished, 0.1) & pending
+            pending -= done
             for future in done:
                 host = futures[future]
                 result = (HostResult(host.name, host.platform, "not started", error="interrupted before it started")
