@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from fleet_measure import ServerCpu, measure, subreaper, wait_quiet  # noqa: E402
 from fleet_state import LabView, check_routes, differences, identities, inventory_addresses, read_file, reset, snapshots  # noqa: E402
-from fleet_tools import Reference, Tools, ensure_venvs, versions  # noqa: E402
+from fleet_tools import Reference, Tools, ensure_venvs, installed_env, versions  # noqa: E402
 
 from arpfix.lab.core import lab_down, lab_status  # noqa: E402
 from arpfix.templating import render  # noqa: E402
@@ -195,7 +195,7 @@ class LabRun:
         argv = [f"{self.bins['arpfix']}/python", str(ROOT / "bench" / "arpfix_breakdown.py"), "audit", "-q", "-i", self.inventory,
                 "--forks", str(self.size)]
         self.check_routes()
-        env = {**os.environ, "ARPFIX_BENCH_SPAWNED": repr(time.time())}
+        env = {**installed_env(), "ARPFIX_BENCH_SPAWNED": repr(time.time())}
         subprocess.run(argv, check=False, stdout=subprocess.DEVNULL, env=env)
 
     def stop(self) -> None:

@@ -55,6 +55,12 @@ def ensure_venvs(root: str = VENVS) -> dict[str, str]:
     return bins
 
 
+def installed_env() -> dict[str, str]:
+    """The environment for the installed arpfix: no PYTHONPATH, which would put a checkout (run with
+    `PYTHONPATH=checkout`, as a worktree run is) before the installed, byte-compiled package."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def install_arpfix(venv: Path) -> str:
     """arpfix as an administrator runs it: installed from this checkout with pip (not editable), so
     its modules are byte-compiled at install as the peers' are. From the checkout itself, with
@@ -77,7 +83,8 @@ def versions(bins: dict[str, str]) -> dict[str, str]:
     found["python"] = sys.version.split()[0]
     found["arpfix"] = subprocess.run([f"{bins['arpfix']}/python", "-c", "import arpfix, paramiko; "
                                       "print(arpfix.__version__, 'installed at', arpfix.__file__, 'paramiko', "
-                                      "paramiko.__version__)"], capture_output=True, text=True).stdout.strip()
+                                      "paramiko.__version__)"], capture_output=True, text=True, cwd="/",
+                                     env=installed_env()).stdout.strip()
     return found
 
 
@@ -316,7 +323,8 @@ class Tools:
         if tool == "arpfix":
             verb = {"apply again": "apply"}.get(job, job)
             argv = [f"{self.bins['arpfix']}/arpfix", verb, "-q", "-i", self.inventory, "--forks", forks]
-            return Invocation([argv + (["--yes"] if verb != "audit" else [])], ok=(0, 3) if job == "audit" else (0,))
+            return Invocation([argv + (["--yes"] if verb != "audit" else [])], env=installed_env(),
+                              ok=(0, 3) if job == "audit" else (0,))
         if tool == "floor":
             script = self.facts_script if job == "audit" else self.floor_apply
             return Invocation([ssh_argv(t["address"], self.key, self.known_hosts) for t in self.targets], stdin=script)
