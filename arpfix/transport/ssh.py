@@ -59,17 +59,20 @@ def _load_paramiko() -> None:
 
         metadata.version = only_paramiko  # type: ignore[attr-defined]
         hidden["importlib.metadata"] = metadata
-    sys.modules.update(hidden)
+    try:
+        _import_paramiko_with(hidden)
+    except Exception:  # noqa: BLE001 - a paramiko that wants more of importlib.metadata: the real one
+        hidden.pop("importlib.metadata", None)
+        _import_paramiko_with(hidden)
+
+
+def _import_paramiko_with(stand_ins: dict[str, Any]) -> None:
+    """Import paramiko with `stand_ins` in sys.modules, and take them out again, whatever happens."""
+    sys.modules.update(stand_ins)
     try:
         import paramiko  # noqa: F401
-    except Exception:  # noqa: BLE001 - a paramiko that wants more of importlib.metadata: import it plainly
-        for name, module in hidden.items():
-            if sys.modules.get(name, 0) is module:
-                del sys.modules[name]
-        hidden = {}
-        import paramiko  # noqa: F401
     finally:
-        for name, module in hidden.items():
+        for name, module in stand_ins.items():
             if sys.modules.get(name, 0) is module:
                 del sys.modules[name]
 
@@ -403,12 +406,14 @@ class SshTransport:
                 f"printf '\\n{marker} %s\\n' \"$?\"; printf '\\n{marker}\\n' >&2\n".encode())
             out_marker, err_marker = ("\n" + marker + " ").encode(), ("\n" + marker + "\n").encode()
             stdout, stderr = bytearray(), bytearray()
+            out_seen = False  # the output's marker has arrived (stderr's may still be on its way)
             deadline = time.monotonic() + limit
             transport = channel.get_transport()
             while True:
                 if self._receive(channel, stdout, stderr):
                     at = stdout.find(out_marker)
-                    if at >= 0 and stdout.find(b"\n", at + len(out_marker)) >= 0 and err_marker in stderr:
+                    out_seen = at >= 0
+                    if out_seen and stdout.find(b"\n", at + len(out_marker)) >= 0 and err_marker in stderr:
                         break
                     if time.monotonic() <= deadline:
                         continue
@@ -431,7 +436,7 @@ class SshTransport:
                     raise TransportError(f"{name}: connection lost while the script ran")
                 # the channel's file descriptor is ready on output, end of output and close; not on
                 # stderr, so once the output's marker is in, stderr's is looked for every 10 ms
-                select.select([channel], [], [], WAKE if stdout.find(out_marker) < 0 else 0.01)
+                select.select([channel], [], [], 0.01 if out_seen else WAKE)
         except TransportError:
             raise
         except TimeoutError:
